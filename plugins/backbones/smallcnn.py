@@ -1,0 +1,41 @@
+"""`smallcnn`: a compact three-block CNN for digit-sized images."""
+
+from torch import nn
+
+from tlbench import hookimpl
+
+
+def _block(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class SmallCNN(nn.Module):
+    """Three conv-bn-relu blocks (two 2x max-pools), global average pooling: ``4 * width`` features."""
+
+    def __init__(self, input_shape, width: int = 32):
+        super().__init__()
+        channels = input_shape[0]
+        self.features = nn.Sequential(
+            *_block(channels, width),
+            nn.MaxPool2d(2),
+            *_block(width, 2 * width),
+            nn.MaxPool2d(2),
+            *_block(2 * width, 4 * width),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.out_features = 4 * width
+
+    def forward(self, x):
+        return self.features(x)
+
+
+@hookimpl
+def register_backbones(register):
+    register(
+        "smallcnn",
+        SmallCNN,
+        modality="image",
+        defaults={"width": 32},
+        description="3-block CNN for digit-sized images",
+    )

@@ -1,0 +1,6 @@
+"""tlbench: a transfer-learning benchmark harness built on pluggy plugins."""
+
+from tlbench.hookspecs import hookimpl
+
+__version__ = "0.1.0"
+__all__ = ["hookimpl", "__version__"]

@@ -1,0 +1,181 @@
+"""`tlbench run | plugins | leaderboard`: the command line. Bad input -> one line, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tlbench.errors import UserError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error on one line instead of usage + message."""
+
+    def error(self, message):
+        raise UserError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tlbench", description="Transfer-learning benchmark harness.")
+    parser.add_argument("--plugins-dir", action="append", default=[], metavar="DIR", help="also load *.py plugins from DIR")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run a grid of source->target transfers")
+    run.add_argument("--grid", nargs="?", const="default", metavar="FILE.toml", help="grid file; alone: the built-in default grid")
+    for flag, example in (
+        ("backbone", "smallcnn,resnet18"),
+        ("source", "digits:mnist"),
+        ("target", "digits:uci"),
+        ("strategy", "scratch,finetune"),
+        ("loss", "none,dann"),
+        ("shots", "0,10,all"),
+        ("seeds", "0,1"),
+    ):
+        run.add_argument(f"--{flag}", metavar="A,B", help=f"comma-separated, e.g. {example}")
+    run.add_argument("--results-dir", metavar="DIR", help="where run directories go (default results/runs)")
+    run.add_argument("--device", metavar="DEV", help="auto (default), cpu, cuda, cuda:N")
+    run.add_argument("--set", action="append", default=[], metavar="NAME.PARAM=VALUE", help="plugin or train option")
+    run.add_argument("--plugins-dir", action="append", default=[], metavar="DIR", dest="run_plugins_dir", help=argparse.SUPPRESS)
+
+    plugins = sub.add_parser("plugins", help="list registered plugins")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+
+    board = sub.add_parser("leaderboard", help="re-render the leaderboard of stored results")
+    board.add_argument("results_dir", nargs="?", default="results/runs", metavar="DIR")
+    board.add_argument("--format", choices=("table", "csv", "md", "json"), default="table")
+    board.add_argument("--output", "-o", metavar="FILE", help="write the export here instead of stdout")
+    return parser
+
+
+def _flag_config(args) -> dict:
+    from tlbench.grid import parse_set, split_list
+
+    config = {}
+    for key in ("backbone", "source", "target", "strategy", "loss", "shots", "seeds"):
+        value = getattr(args, key)
+        if value is not None:
+            items = split_list(value)
+            if not items:
+                raise UserError(f"--{key} is empty; give at least one value")
+            config[key] = items
+    if args.results_dir is not None:
+        config["results_dir"] = args.results_dir
+    if args.device is not None:
+        config["device"] = args.device
+    sets = parse_set(args.set)
+    if "train" in sets:
+        config["train"] = sets.pop("train")
+    if sets:
+        config["set"] = sets
+    return config
+
+
+def cmd_run(args, registry) -> int:
+    from rich.console import Console
+
+    from tlbench.environment import resolve_device
+    from tlbench.grid import DEFAULT_RESULTS_DIR, default_grid_path, expand, merge_config, read_grid_file
+    from tlbench.executor import run_grid
+
+    console = Console(stderr=False)
+    if args.grid is None and args.backbone is None:
+        raise UserError("nothing to run: give --grid (built-in default), --grid FILE.toml, or --backbone/--source/--target")
+    file_config = {}
+    if args.grid is not None:
+        file_config = read_grid_file(default_grid_path() if args.grid == "default" else args.grid)
+    else:
+        file_config = {"strategy": ["finetune"], "loss": ["none"], "shots": [10], "seeds": [0]}
+    config = merge_config(file_config, _flag_config(args))
+    specs = expand(config, registry)
+    results_dir = config.get("results_dir", DEFAULT_RESULTS_DIR)
+    if not isinstance(results_dir, str) or not results_dir:
+        raise UserError("results_dir must be a directory path")
+    device = config.get("device", "auto")
+    if not isinstance(device, str):
+        raise UserError("device must be a string: auto, cpu, cuda or cuda:N")
+    return run_grid(specs, registry, results_dir, resolve_device(device), console)
+
+
+def cmd_plugins(args, registry) -> int:
+    if args.json:
+        print(json.dumps(registry.as_dict(), indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    from tlbench.registry import KINDS
+
+    console = Console()
+    table = Table(title="tlbench plugins", title_justify="left")
+    for col in ("kind", "name", "details", "plugin", "distribution", "version"):
+        table.add_column(col)
+    for kind in KINDS:
+        for name in registry.names(kind):
+            entry = registry.entries[kind][name]
+            meta = entry.meta
+            details = ", ".join(
+                str(x) for x in (meta.get("modality"), ("domains: " + " ".join(meta["domains"])) if meta.get("domains") else None) if x
+            )
+            p = entry.provenance
+            table.add_row(kind, name, details, p.plugin, p.distribution or "(local file)", p.version or "")
+    console.print(table)
+    if registry.broken:
+        broken = Table(title="broken plugins", title_justify="left", style="red")
+        broken.add_column("plugin")
+        broken.add_column("error")
+        for b in registry.broken:
+            broken.add_row(b["plugin"], b["error"])
+        console.print(broken)
+    return 0
+
+
+def cmd_leaderboard(args, registry=None) -> int:
+    from tlbench import leaderboard
+    from tlbench.results import load_results
+
+    directory = Path(args.results_dir)
+    if not directory.is_dir():
+        raise UserError(f"results directory {str(directory)!r} does not exist; run `tlbench run` first or pass DIR")
+    results = load_results(directory)
+    if not results:
+        raise UserError(f"no result files under {str(directory)!r}; expected DIR/<run>/result.json")
+    if args.format == "table":
+        leaderboard.render(results)
+        return 0
+    text = leaderboard.export(results, args.format)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``tlbench`` console script."""
+    try:
+        args = build_parser().parse_args(argv)
+        registry = None
+        if args.command in ("run", "plugins"):
+            from tlbench.plugins import load_plugins
+
+            dirs = list(args.plugins_dir) + list(getattr(args, "run_plugins_dir", []) or [])
+            for directory in dirs:
+                if not Path(directory).is_dir():
+                    raise UserError(f"--plugins-dir {directory!r} is not a directory")
+            _, registry = load_plugins(dirs)
+        handler = {"run": cmd_run, "plugins": cmd_plugins, "leaderboard": cmd_leaderboard}[args.command]
+        return handler(args, registry)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""The four hooks a tlbench plugin implements. Each receives a ``register`` callback."""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("tlbench")
+hookimpl = pluggy.HookimplMarker("tlbench")
+
+
+@hookspec
+def register_backbones(register):
+    """Register feature extractors: ``register(name, factory, modality="image"|"sequence", **meta)``.
+
+    ``factory(input_shape, **options)`` returns an ``nn.Module`` mapping a batch to a
+    ``(batch, out_features)`` tensor and exposing ``out_features``. Optional meta:
+    ``input_size`` (preferred H, W), ``in_channels`` (required channel count), ``defaults``
+    (option defaults), ``description``.
+    """
+
+
+@hookspec
+def register_datasets(register):
+    """Register datasets: ``register(name, factory, domains=[...], modality=..., num_classes=...)``.
+
+    ``factory(**options)`` returns a :class:`tlbench.contracts.Dataset`; all of its domains
+    share one label space.
+    """
+
+
+@hookspec
+def register_strategies(register):
+    """Register transfer strategies: ``register(name, cls)`` with ``cls`` a
+    :class:`tlbench.contracts.Strategy` subclass (what trains, at which learning rate, how)."""
+
+
+@hookspec
+def register_adaptation_losses(register):
+    """Register adaptation losses: ``register(name, cls)`` with ``cls`` a
+    :class:`tlbench.contracts.AdaptationLoss` subclass (source vs target features)."""

@@ -1,0 +1,112 @@
+"""Result files: written atomically (temp file, fsync, rename), validated on read."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+RESULT_FILE = "result.json"
+STATUSES = ("ok", "failed", "interrupted")
+REQUIRED = {
+    "run_id": str,
+    "backbone": str,
+    "source": str,
+    "target": str,
+    "strategy": str,
+    "loss": str,
+    "seed": int,
+    "status": str,
+}
+NUMERIC = (
+    "target_acc",
+    "source_acc",
+    "train_seconds",
+    "train_samples_per_s",
+    "torch_latency_ms",
+    "ort_latency_ms",
+    "onnx_max_abs_diff",
+    "onnx_top1_agreement",
+)
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the whole new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _clean(value):
+    """JSON-safe copy: NaN/inf become None (strict JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_json_atomic(path, obj) -> None:
+    """Atomically write ``obj`` as strict, indented JSON."""
+    atomic_write_bytes(path, (json.dumps(_clean(obj), indent=2, sort_keys=True, allow_nan=False) + "\n").encode())
+
+
+def validate_result(obj) -> str | None:
+    """Why ``obj`` is not a valid result record, or None when it is."""
+    if not isinstance(obj, dict):
+        return "not a JSON object"
+    for key, kind in REQUIRED.items():
+        if not isinstance(obj.get(key), kind) or (kind is int and isinstance(obj.get(key), bool)):
+            return f"field {key!r} missing or not {kind.__name__}"
+    if obj["status"] not in STATUSES:
+        return f"status {obj['status']!r} is not one of {STATUSES}"
+    for key in NUMERIC:
+        value = obj.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"field {key!r} is not a number"
+    if obj["status"] == "ok" and obj.get("target_acc") is None:
+        return "an ok result without target_acc"
+    return None
+
+
+def read_result(path) -> dict | None:
+    """The result stored at ``path``, or None if it is missing, truncated or hand-broken."""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return obj if validate_result(obj) is None else None
+
+
+def load_results(results_dir) -> list[dict]:
+    """Every valid result under ``results_dir`` (one directory per run)."""
+    root = Path(results_dir)
+    found = []
+    for path in sorted(root.glob(f"*/{RESULT_FILE}")):
+        result = read_result(path)
+        if result is not None:
+            found.append(result)
+    return found
+
+
+def finished_run_ids(results_dir) -> set[str]:
+    """Run ids with a valid ``ok`` result: a rerun skips these."""
+    return {r["run_id"] for r in load_results(results_dir) if r["status"] == "ok"}

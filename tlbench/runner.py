@@ -1,0 +1,230 @@
+"""Runs a grid: source pretraining (cached) -> transfer -> evaluate -> export -> verify -> record."""
+
+from __future__ import annotations
+
+import datetime as dt
+import traceback
+from pathlib import Path
+
+import torch
+
+from tlbench import cache
+from tlbench.contracts import TransferContext
+from tlbench.data import adapt_inputs, adapted_preprocessing, backbone_input_shape, few_shot
+from tlbench.environment import device_name, versions
+from tlbench.grid import RunSpec
+from tlbench.model import build_model
+from tlbench.onnx_export import export_onnx, model_size_mb, ort_latency_ms, verify
+from tlbench.registry import Registry
+from tlbench.results import RESULT_FILE, write_json_atomic
+from tlbench.timing import median_ms
+from tlbench.train import accuracy, predict_logits, pretrain_source, synchronize, transfer
+
+LATENCY_BATCH = 64
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _seed_generator(seed: int, salt: int) -> torch.Generator:
+    generator = torch.Generator()
+    generator.manual_seed(seed * 1_000_003 + salt)
+    return generator
+
+
+class Runner:
+    """Executes RunSpecs against a registry, writing one result directory per run."""
+
+    def __init__(self, registry: Registry, results_dir, device: str = "cpu", log=print):
+        self.registry = registry
+        self.results_dir = Path(results_dir)
+        self.device = device
+        self.log = log
+        self._datasets: dict[str, object] = {}
+        self._domains: dict[str, object] = {}
+        self._versions = versions()
+
+    # -- data ---------------------------------------------------------------------------------
+    def dataset(self, name: str):
+        if name not in self._datasets:
+            entry = self.registry.get("datasets", name)
+            self._datasets[name] = entry.obj()
+        return self._datasets[name]
+
+    def domain(self, qualified: str):
+        """(dataset object, DomainData) of ``dataset:domain``, loaded once per process."""
+        name, domain = qualified.split(":")
+        dataset = self.dataset(name)
+        if qualified not in self._domains:
+            self._domains[qualified] = dataset.load(domain)
+        return dataset, self._domains[qualified]
+
+    def _inputs(self, spec: RunSpec):
+        backbone = self.registry.get("backbones", spec.backbone)
+        src_ds, src = self.domain(spec.source)
+        tgt_ds, tgt = self.domain(spec.target)
+        shape = backbone_input_shape(tgt_ds.preprocessing, backbone.meta)
+
+        def fit(split, pre):
+            return type(split)(adapt_inputs(split.x, pre, shape).to(self.device), split.y.to(self.device))
+
+        data = {
+            "source_train": fit(src.train, src_ds.preprocessing),
+            "source_test": fit(src.test, src_ds.preprocessing),
+            "target_train": fit(tgt.train, tgt_ds.preprocessing),
+            "target_test": fit(tgt.test, tgt_ds.preprocessing),
+        }
+        return backbone, tgt_ds, shape, data
+
+    # -- source model -------------------------------------------------------------------------
+    def source_state(self, spec: RunSpec, backbone, shape, num_classes, source_train) -> tuple[dict, dict]:
+        """The trained source model's state dict, from the cache or trained now (and cached)."""
+        key = spec.source_key()
+        key["input_shape"] = list(shape)
+        path = cache.cache_path(self.results_dir, key)
+        state = cache.load_state(path)
+        if state is not None:
+            return state, {"source_cached": True, "source_train_seconds": 0.0}
+        torch.manual_seed(spec.seed)
+        model = build_model(backbone, shape, num_classes, spec.backbone_options).to(self.device)
+        train = spec.train
+        stats = pretrain_source(
+            model, source_train, train["source_epochs"], train["batch_size"], train["lr"], _seed_generator(spec.seed, 1)
+        )
+        state = model.state_dict()
+        cache.save_state(path, state)
+        self.log(f"trained source model {spec.backbone} on {spec.source} (seed {spec.seed}) in {stats.seconds:.1f}s")
+        return {k: v.detach().cpu() for k, v in state.items()}, {
+            "source_cached": False,
+            "source_train_seconds": round(stats.seconds, 4),
+        }
+
+    # -- one cell -----------------------------------------------------------------------------
+    def run_dir(self, spec: RunSpec) -> Path:
+        return self.results_dir / spec.dirname
+
+    def run(self, spec: RunSpec) -> dict:
+        """Run one cell; any exception is recorded as a failed result, never raised."""
+        record = self._base_record(spec)
+        run_dir = self.run_dir(spec)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            record.update(self._run(spec, run_dir))
+            record["status"] = "ok"
+        except KeyboardInterrupt:
+            record.update(status="interrupted", error="interrupted by the user", finished_at=_now())
+            write_json_atomic(run_dir / RESULT_FILE, record)
+            raise
+        except Exception as exc:
+            record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            (run_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
+        record["finished_at"] = _now()
+        write_json_atomic(run_dir / RESULT_FILE, record)
+        return record
+
+    def _base_record(self, spec: RunSpec) -> dict:
+        provenance = {}
+        for kind, name in (
+            ("backbones", spec.backbone),
+            ("datasets", spec.target.split(":")[0]),
+            ("strategies", spec.strategy),
+            ("adaptation_losses", spec.loss),
+        ):
+            entry = self.registry.entries[kind].get(name)
+            if entry:
+                provenance[kind] = entry.as_dict()
+        return {
+            "run_id": spec.run_id,
+            **{k: v for k, v in spec.as_dict().items()},
+            "status": "running",
+            "error": None,
+            "device": self.device,
+            "device_name": device_name(self.device),
+            "versions": self._versions,
+            "provenance": provenance,
+            "started_at": _now(),
+        }
+
+    def _run(self, spec: RunSpec, run_dir: Path) -> dict:
+        backbone, tgt_ds, shape, data = self._inputs(spec)
+        num_classes = len(tgt_ds.classes)
+        source_state, source_info = self.source_state(spec, backbone, shape, num_classes, data["source_train"])
+        strategy = self.registry.get("strategies", spec.strategy).obj(**spec.strategy_options)
+        loss = self.registry.get("adaptation_losses", spec.loss).obj(**spec.loss_options)
+
+        torch.manual_seed(spec.seed + 7919)
+        model = build_model(backbone, shape, num_classes, spec.backbone_options)
+        if strategy.init_from_source:
+            model.load_state_dict(source_state)
+        model.to(self.device)
+        generator = _seed_generator(spec.seed, 2)
+        train = spec.train
+        augment_gen = _seed_generator(spec.seed, 3)
+        ctx = TransferContext(
+            source_state={k: v.to(self.device) for k, v in source_state.items()},
+            source_train=data["source_train"],
+            target_labeled=few_shot(data["target_train"], spec.shots, generator),
+            target_unlabeled=data["target_train"].x,
+            num_classes=num_classes,
+            shots=spec.shots,
+            steps=train["steps"],
+            lr=train["lr"],
+            batch_size=train["batch_size"],
+            device=torch.device(self.device),
+            generator=generator,
+            augment=lambda x: tgt_ds.augment(x, augment_gen),
+            log=self.log,
+        )
+        loss.setup(model.backbone.out_features, num_classes, ctx)
+        stats = transfer(model, strategy, loss, ctx)
+
+        target_test, source_test = data["target_test"], data["source_test"]
+        batch = train["eval_batch_size"]
+        result = {
+            **source_info,
+            "input_shape": list(shape),
+            "target_labeled_examples": 0 if ctx.target_labeled is None else len(ctx.target_labeled),
+            "target_acc": accuracy(model, target_test, batch),
+            "source_acc": accuracy(model, source_test, batch),
+            "train_seconds": round(stats.seconds, 4),
+            "train_samples_per_s": round(stats.samples_per_s, 1),
+            "train_phases": stats.phases,
+            "final_loss_terms": stats.last_terms,
+        }
+        result.update(self._latency_and_export(spec, model, tgt_ds, shape, target_test, run_dir))
+        return result
+
+    def _latency_and_export(self, spec, model, dataset, shape, test, run_dir: Path) -> dict:
+        train = spec.train
+        repeats = train["latency_repeats"]
+        one, many = test.x[:1], test.x[:LATENCY_BATCH]
+        model.eval()
+        with torch.inference_mode():
+            sync = (lambda: synchronize(self.device)) if self.device.startswith("cuda") else None
+            torch_b1 = median_ms(lambda: model(one), repeats=repeats, sync=sync)
+            torch_bn = median_ms(lambda: model(many), repeats=max(3, repeats // 5), sync=sync)
+        cpu_model = model.cpu()
+        reference = predict_logits(cpu_model, test.x.cpu(), train["eval_batch_size"])
+        metadata = {
+            "tlbench.labels": list(dataset.classes),
+            "tlbench.preprocessing": adapted_preprocessing(dataset.preprocessing, shape).as_dict(),
+            "tlbench.run_spec": {"run_id": spec.run_id, **spec.as_dict()},
+            "tlbench.versions": self._versions,
+        }
+        onnx_path = run_dir / "model.onnx"
+        export_onnx(cpu_model, test.x[:2].cpu(), onnx_path, metadata, dynamo=train["export_dynamo"])
+        check = verify(onnx_path, reference, test.x, test.y, self.device, train["eval_batch_size"])
+        session = check.pop("_session")
+        x1 = one.cpu().numpy()
+        xn = many.cpu().numpy()
+        model.to(self.device)
+        return {
+            **check,
+            "onnx_path": onnx_path.name,
+            "onnx_size_mb": round(model_size_mb(onnx_path), 4),
+            "torch_latency_ms": round(torch_b1, 4),
+            "torch_latency_ms_b64": round(torch_bn, 4),
+            "ort_latency_ms": round(ort_latency_ms(session, x1, repeats), 4),
+            "ort_latency_ms_b64": round(ort_latency_ms(session, xn, max(3, repeats // 5)), 4),
+        }
