@@ -81,7 +81,7 @@ def cmd_run(args, registry) -> int:
     from tlbench.grid import DEFAULT_RESULTS_DIR, default_grid_path, expand, merge_config, read_grid_file
     from tlbench.executor import run_grid
 
-    console = Console(stderr=False)
+    console = Console(log_path=False, width=None if sys.stdout.isatty() else 180)
     if args.grid is None and args.backbone is None:
         raise UserError("nothing to run: give --grid (built-in default), --grid FILE.toml, or --backbone/--source/--target")
     file_config = {}

@@ -36,7 +36,7 @@ KNOWN_KEYS = LIST_KEYS + SCALAR_KEYS + TABLE_KEYS
 PLUGIN_KINDS = {"backbone": "backbones", "strategy": "strategies", "loss": "adaptation_losses", "dataset": "datasets"}
 
 TRAIN_DEFAULTS = {
-    "source_epochs": 3,
+    "source_epochs": 3.0,
     "steps": 150,
     "batch_size": 64,
     "lr": 0.001,
@@ -45,7 +45,7 @@ TRAIN_DEFAULTS = {
     "export_dynamo": True,
 }
 TRAIN_LIMITS = {
-    "source_epochs": (0, 10_000),
+    "source_epochs": (0.0, 10_000.0),
     "steps": (0, 10_000_000),
     "batch_size": (1, 65_536),
     "lr": (1e-12, 100.0),

@@ -73,10 +73,10 @@ class Registry:
         """Validate and add one entry; a duplicate name names both plugins."""
         if not isinstance(name, str) or not name or any(c in name for c in " ,:="):
             raise PluginError(f"{provenance.label()}: invalid {SINGULAR[kind]} name {name!r}")
+        if kind in ("strategies", "adaptation_losses") and not inspect.isclass(obj):
+            raise PluginError(f"{provenance.label()}: {SINGULAR[kind]} {name!r} must be a class, not {obj!r}")
         if not callable(obj):
             raise PluginError(f"{provenance.label()}: {SINGULAR[kind]} {name!r} must be a factory or class")
-        if kind in ("strategies", "adaptation_losses") and not inspect.isclass(obj):
-            raise PluginError(f"{provenance.label()}: {SINGULAR[kind]} {name!r} must be a class, not an instance")
         existing = self.entries[kind].get(name)
         if existing is not None:
             raise PluginError(

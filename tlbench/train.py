@@ -90,10 +90,10 @@ def fit(model: nn.Module, phases: list[Phase], objective: Objective, extra_param
     return stats
 
 
-def pretrain_source(model: TransferModel, train: Split, epochs: int, batch_size: int, lr: float, generator) -> TrainStats:
+def pretrain_source(model: TransferModel, train: Split, epochs: float, batch_size: int, lr: float, generator) -> TrainStats:
     """Supervised training of backbone + head on the labeled source domain."""
     sampler = Sampler(len(train), batch_size, generator)
-    steps = epochs * math.ceil(len(train) / batch_size)
+    steps = math.ceil(epochs * len(train) / batch_size)
 
     def objective(progress):
         index = sampler.next_index().to(train.x.device)

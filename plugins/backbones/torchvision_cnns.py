@@ -7,9 +7,13 @@ from tlbench import hookimpl
 
 
 class ResNetFeatures(nn.Module):
-    """A torchvision ResNet without its ``fc`` layer; small inputs get a 3x3 stride-1 stem."""
+    """A torchvision ResNet without its ``fc`` layer.
 
-    def __init__(self, input_shape, arch: str = "resnet18", small_input_stem: bool = True):
+    ``small_input_stem`` swaps the 7x7/2 stem and max-pool for a 3x3/1 conv on inputs under
+    64 px (CIFAR-style): more accurate on tiny images, about 5x slower on a CPU.
+    """
+
+    def __init__(self, input_shape, arch: str = "resnet18", small_input_stem: bool = False):
         super().__init__()
         net = getattr(models, arch)(weights=None)
         if small_input_stem and min(input_shape[1:]) < 64:
@@ -25,7 +29,7 @@ class ResNetFeatures(nn.Module):
         return self.net(x)
 
 
-def resnet18(input_shape, small_input_stem: bool = True):
+def resnet18(input_shape, small_input_stem: bool = False):
     """ResNet-18 feature extractor (512 features), random initialisation."""
     return ResNetFeatures(input_shape, "resnet18", small_input_stem)
 
@@ -36,7 +40,6 @@ def register_backbones(register):
         "resnet18",
         resnet18,
         modality="image",
-        input_size=(32, 32),
-        defaults={"small_input_stem": True},
+        defaults={"small_input_stem": False},
         description="torchvision ResNet-18 (512-d features)",
     )

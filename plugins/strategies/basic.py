@@ -25,13 +25,23 @@ class LinearProbe(Strategy):
 
 
 class FineTune(Strategy):
-    """Every layer starts from the source model and trains on the target."""
+    """Every layer starts from the source model and trains on the target; the backbone at
+    ``backbone_lr_scale`` times the head's learning rate, so a few target shots refine the
+    source features instead of wiping them out."""
 
-    defaults = {"reset_head": False}
+    defaults = {"reset_head": False, "backbone_lr_scale": 0.1}
 
     def setup(self, model, ctx):
         if self.hparams["reset_head"] and ctx.target_labeled is not None:
             model.head.reset_parameters()
+
+    def phases(self, model, ctx):
+        backbone_lr = ctx.lr * self.hparams["backbone_lr_scale"]
+        groups = [
+            {"params": list(model.backbone.parameters()), "lr": backbone_lr},
+            {"params": list(model.head.parameters()), "lr": ctx.lr},
+        ]
+        return [Phase("finetune", groups, ctx.steps)]
 
 
 @hookimpl
