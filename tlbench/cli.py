@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("results_dir", nargs="?", default="results/runs", metavar="DIR")
     board.add_argument("--format", choices=("table", "csv", "md", "json"), default="table")
     board.add_argument("--output", "-o", metavar="FILE", help="write the export here instead of stdout")
+    board.add_argument("--plot", metavar="FILE.png|DIR", help="FILE.png: accuracy vs shots; DIR: every PNG plot")
     return parser
 
 
@@ -143,6 +144,11 @@ def cmd_leaderboard(args, registry=None) -> int:
     results = load_results(directory)
     if not results:
         raise UserError(f"no result files under {str(directory)!r}; expected DIR/<run>/result.json")
+    if args.plot:
+        from tlbench.plots import write_plots
+
+        for path in write_plots(leaderboard.aggregate(results), args.plot):
+            print(f"wrote {path}", file=sys.stderr)
     if args.format == "table":
         leaderboard.render(results)
         return 0
