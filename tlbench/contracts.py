@@ -82,14 +82,13 @@ class Dataset:
 
 
 def default_augment(x: Tensor, modality: str, generator: torch.Generator | None = None) -> Tensor:
-    """Modality-aware augmentation: images get a random shift and noise, sequences jitter and gain."""
-    noise = torch.randn(x.shape, generator=generator, device="cpu").to(x.device)
+    """Modality-aware augmentation (see ``tlbench.augment``): images get a per-example random
+    affine crop, contrast/brightness jitter and noise; sequences gain, offset, time shift, jitter."""
+    from tlbench.augment import image_view, sequence_view
+
     if modality == IMAGE:
-        shift = torch.randint(-2, 3, (2,), generator=generator).tolist()
-        x = torch.roll(x, shifts=shift, dims=(-2, -1))
-        return x + 0.1 * noise
-    gain = 1.0 + 0.1 * torch.randn((x.shape[0], 1, x.shape[-1]), generator=generator).to(x.device)
-    return x * gain + 0.05 * noise
+        return image_view(x, generator)
+    return sequence_view(x, generator)
 
 
 @dataclass
@@ -171,6 +170,7 @@ class AdaptationBatch:
     model: nn.Module
     augment: Callable[[Tensor], Tensor]
     progress: float
+    source_inputs: Tensor | None = None
 
 
 class AdaptationLoss(nn.Module):
@@ -179,11 +179,15 @@ class AdaptationLoss(nn.Module):
     ``forward(batch)`` returns an unweighted scalar; the training loop multiplies it by the
     ``weight`` hyperparameter. Parameters the loss owns (a domain discriminator) are created in
     ``setup`` and trained with the model, but never exported. A loss with
-    ``needs_target_unlabeled = False`` is never called (source-only training).
+    ``needs_target_unlabeled = False`` is never called (source-only training). With
+    ``uses_source_labels`` (the default) the loop adds cross-entropy on the labeled source batch
+    when the strategy does not already, so the classifier stays anchored while features adapt
+    (the usual UDA objective: source CE + weight * adaptation loss).
     """
 
     defaults: ClassVar[dict] = {"weight": 1.0}
     needs_target_unlabeled: ClassVar[bool] = True
+    uses_source_labels: ClassVar[bool] = True
 
     def __init__(self, **hparams):
         super().__init__()

@@ -108,7 +108,8 @@ def transfer(model: TransferModel, strategy: Strategy, loss: AdaptationLoss, ctx
 
     Each step concatenates the labeled target shots, labeled source (when the strategy keeps it
     or the loss needs source features) and unlabeled target into one backbone pass, then sums:
-    CE on the target shots + the strategy's source loss + weight * adaptation loss + regulariser.
+    CE on the target shots + the strategy's source loss (or plain source CE when the adaptation
+    loss ``uses_source_labels``) + weight * adaptation loss + regulariser.
     """
     strategy.to(ctx.device)
     loss.to(ctx.device)
@@ -149,6 +150,8 @@ def transfer(model: TransferModel, strategy: Strategy, loss: AdaptationLoss, ctx
                 source_features = chunks.pop(0)
                 if strategy.uses_source_labels:
                     terms["source"] = strategy.source_loss(model, source_features, ctx.source_train.y[s_idx], s_idx)
+                elif adapt and loss.uses_source_labels:
+                    terms["source_ce"] = F.cross_entropy(model.head(source_features), ctx.source_train.y[s_idx])
             if adapt:
                 target_features = chunks.pop(0)
                 batch = AdaptationBatch(
@@ -160,6 +163,7 @@ def transfer(model: TransferModel, strategy: Strategy, loss: AdaptationLoss, ctx
                     model,
                     ctx.augment,
                     progress,
+                    ctx.source_train.x[s_idx],
                 )
                 terms["adaptation"] = loss.weight * loss(batch)
         penalty = strategy.regulariser(model)

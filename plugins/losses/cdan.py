@@ -1,0 +1,73 @@
+"""`cdan`: conditional domain-adversarial training (Long et al., 2018).
+
+The domain discriminator sees the multilinear map f ⊗ g of features f and class predictions g
+(``features x classes`` inputs), so it aligns the joint distribution of features and classes
+instead of features alone. Beyond ``max_map_dim`` a fixed random projection replaces the full
+outer product, as in the paper. With ``entropy_conditioning`` (CDAN+E) confident examples weigh
+more in the discriminator loss.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from tlbench import hookimpl
+from tlbench.contracts import AdaptationLoss
+
+from .dann import domain_discriminator
+from .entropy import prediction_entropy
+from .grl import dann_schedule, reverse_gradient
+
+
+def multilinear_map(features: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """Flattened outer product per example: ``(n, d)``, ``(n, c)`` -> ``(n, d * c)``."""
+    return torch.bmm(features.unsqueeze(2), probs.unsqueeze(1)).flatten(1)
+
+
+def entropy_weights(probs: torch.Tensor) -> torch.Tensor:
+    """CDAN+E example weights 1 + exp(-H(g)), normalised to mean 1."""
+    log_p = torch.log(probs.clamp_min(1e-12))
+    w = 1.0 + torch.exp(-(-(probs * log_p).sum(1)))
+    return w / w.sum() * len(w)
+
+
+class CDAN(AdaptationLoss):
+    """Conditional adversarial loss on f ⊗ softmax(logits) through gradient reversal."""
+
+    defaults = {"weight": 1.0, "hidden": 256, "gamma": 10.0, "entropy_conditioning": True, "max_map_dim": 4096}
+
+    def setup(self, feature_dim, num_classes, ctx):
+        self.map_dim = feature_dim * num_classes
+        self.randomized = self.map_dim > int(self.hparams["max_map_dim"])
+        if self.randomized:
+            dim = int(self.hparams["max_map_dim"])
+            gen = torch.Generator().manual_seed(0)
+            self.register_buffer("random_f", torch.randn(feature_dim, dim, generator=gen))
+            self.register_buffer("random_g", torch.randn(num_classes, dim, generator=gen))
+            self.map_dim = dim
+        self.discriminator = domain_discriminator(self.map_dim, int(self.hparams["hidden"]))
+
+    def discriminator_input(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """What the discriminator sees: f ⊗ g (or its random projection); g carries no gradient."""
+        probs = F.softmax(logits, dim=1).detach()
+        if self.randomized:
+            dim = self.random_f.shape[1]
+            return (features @ self.random_f) * (probs @ self.random_g) / dim**0.5
+        return multilinear_map(features, probs)
+
+    def forward(self, batch):
+        features = torch.cat([batch.source_features, batch.target_features])
+        logits = torch.cat([batch.source_logits, batch.target_logits])
+        coeff = dann_schedule(batch.progress, self.hparams["gamma"])
+        h = reverse_gradient(self.discriminator_input(features, logits), coeff)
+        domain_logits = self.discriminator(h).squeeze(1)
+        n_s = len(batch.source_features)
+        labels = torch.cat([torch.ones(n_s), torch.zeros(len(features) - n_s)]).to(domain_logits.device)
+        weights = None
+        if self.hparams["entropy_conditioning"]:
+            weights = entropy_weights(F.softmax(logits, dim=1).detach())
+        return F.binary_cross_entropy_with_logits(domain_logits, labels, weight=weights)
+
+
+@hookimpl
+def register_adaptation_losses(register):
+    register("cdan", CDAN)

@@ -1,0 +1,32 @@
+"""`coral`: Deep CORAL (Sun & Saenko, 2016) — align second-order statistics of the features."""
+
+import torch
+
+from tlbench import hookimpl
+from tlbench.contracts import AdaptationLoss
+
+
+def covariance(x: torch.Tensor) -> torch.Tensor:
+    """Unbiased feature covariance of the rows of ``x`` (``(n, d)`` -> ``(d, d)``)."""
+    centred = x - x.mean(0, keepdim=True)
+    return centred.T @ centred / max(len(x) - 1, 1)
+
+
+def coral(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """‖C_s − C_t‖²_F / (4 d²), the CORAL loss of Sun & Saenko."""
+    d = source.shape[1]
+    return ((covariance(source) - covariance(target)) ** 2).sum() / (4.0 * d * d)
+
+
+class CORAL(AdaptationLoss):
+    """Squared Frobenius distance between source and target feature covariances / (4d²)."""
+
+    defaults = {"weight": 1.0}
+
+    def forward(self, batch):
+        return coral(batch.source_features, batch.target_features)
+
+
+@hookimpl
+def register_adaptation_losses(register):
+    register("coral", CORAL)

@@ -1,0 +1,38 @@
+"""`entropy`: entropy minimisation of target predictions (Grandvalet & Bengio, 2004), with an
+optional diversity term (information maximisation, as in SHOT) that stops every target example
+collapsing onto one class."""
+
+import torch
+import torch.nn.functional as F
+
+from tlbench import hookimpl
+from tlbench.contracts import AdaptationLoss
+
+
+def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Per-example Shannon entropy (nats) of softmax(logits)."""
+    log_p = F.log_softmax(logits, dim=1)
+    return -(log_p.exp() * log_p).sum(1)
+
+
+def marginal_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of the batch's mean prediction: high when classes are predicted evenly."""
+    mean_p = F.softmax(logits, dim=1).mean(0)
+    return -(mean_p * torch.log(mean_p.clamp_min(1e-12))).sum()
+
+
+class EntropyMinimisation(AdaptationLoss):
+    """Mean target prediction entropy, minus ``diversity`` x the entropy of the mean prediction."""
+
+    defaults = {"weight": 0.1, "diversity": 0.0}
+
+    def forward(self, batch):
+        loss = prediction_entropy(batch.target_logits).mean()
+        if self.hparams["diversity"]:
+            loss = loss - self.hparams["diversity"] * marginal_entropy(batch.target_logits)
+        return loss
+
+
+@hookimpl
+def register_adaptation_losses(register):
+    register("entropy", EntropyMinimisation)
