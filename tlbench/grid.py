@@ -43,6 +43,15 @@ TRAIN_DEFAULTS = {
     "eval_batch_size": 512,
     "latency_repeats": 30,
     "export_dynamo": True,
+    "int8": True,  # also quantize every exported model to INT8 and measure it
+    # Speed settings (tlbench/speed.py). AMP, channels_last, cudnn_benchmark and non_blocking act on CUDA only.
+    "amp": True,
+    "channels_last": True,
+    "cudnn_benchmark": True,
+    "non_blocking": True,
+    "device_data_max_mb": 2048.0,  # larger datasets stay in host memory, fed by a DataLoader
+    "loader_workers": 2,
+    "pin_memory": True,
 }
 TRAIN_LIMITS = {
     "source_epochs": (0.0, 10_000.0),
@@ -51,6 +60,8 @@ TRAIN_LIMITS = {
     "lr": (1e-12, 100.0),
     "eval_batch_size": (1, 65_536),
     "latency_repeats": (1, 100_000),
+    "device_data_max_mb": (0.0, 1e9),
+    "loader_workers": (0, 64),
 }
 DEFAULT_RESULTS_DIR = "results/runs"
 MAX_SHOTS = 1_000_000

@@ -17,10 +17,15 @@ from tlbench.model import build_model
 from tlbench.onnx_export import export_onnx, model_size_mb, ort_latency_ms, verify
 from tlbench.registry import Registry
 from tlbench.results import RESULT_FILE, write_json_atomic
+from tlbench.ort import session_settings
+from tlbench.quantize import int8_report
+from tlbench.speed import HostTensor, SpeedSettings, resolve_speed
 from tlbench.timing import median_ms
 from tlbench.train import accuracy, predict_logits, pretrain_source, synchronize, transfer
 
 LATENCY_BATCH = 64
+MODEL_FILE = "model.pt"  # the trained transfer model's state dict
+INT8_FILE = "model.int8.onnx"
 
 
 def _now() -> str:
@@ -60,14 +65,19 @@ class Runner:
             self._domains[qualified] = dataset.load(domain)
         return dataset, self._domains[qualified]
 
-    def _inputs(self, spec: RunSpec):
+    def _inputs(self, spec: RunSpec, speed: SpeedSettings | None = None):
         backbone = self.registry.get("backbones", spec.backbone)
         src_ds, src = self.domain(spec.source)
         tgt_ds, tgt = self.domain(spec.target)
         shape = backbone_input_shape(tgt_ds.preprocessing, backbone.meta)
 
+        speed = speed or SpeedSettings(self.device)
+
         def fit(split, pre):
-            return type(split)(adapt_inputs(split.x, pre, shape).to(self.device), split.y.to(self.device))
+            x = adapt_inputs(split.x, pre, shape)
+            # too large for the device: stays in (pinned) host memory, see tlbench.speed
+            x = x.to(self.device) if speed.keep_on_device(x) else HostTensor(x, self.device, speed.pin_memory, speed.non_blocking)
+            return type(split)(x, split.y.to(self.device))
 
         data = {
             "source_train": fit(src.train, src_ds.preprocessing),
@@ -78,7 +88,7 @@ class Runner:
         return backbone, tgt_ds, shape, data
 
     # -- source model -------------------------------------------------------------------------
-    def source_state(self, spec: RunSpec, backbone, shape, num_classes, source_train) -> tuple[dict, dict]:
+    def source_state(self, spec: RunSpec, backbone, shape, num_classes, source_train, speed=None) -> tuple[dict, dict]:
         """The trained source model's state dict, from the cache or trained now (and cached)."""
         key = spec.source_key()
         key["input_shape"] = list(shape)
@@ -88,9 +98,12 @@ class Runner:
             return state, {"source_cached": True, "source_train_seconds": 0.0}
         torch.manual_seed(spec.seed)
         model = build_model(backbone, shape, num_classes, spec.backbone_options).to(self.device)
+        if speed is not None:
+            model = speed.prepare_model(model, len(shape) + 1)
         train = spec.train
         stats = pretrain_source(
-            model, source_train, train["source_epochs"], train["batch_size"], train["lr"], _seed_generator(spec.seed, 1)
+            model, source_train, train["source_epochs"], train["batch_size"], train["lr"], _seed_generator(spec.seed, 1),
+            speed=speed,
         )
         state = model.state_dict()
         cache.save_state(path, state)
@@ -147,9 +160,11 @@ class Runner:
         }
 
     def _run(self, spec: RunSpec, run_dir: Path) -> dict:
-        backbone, tgt_ds, shape, data = self._inputs(spec)
+        speed = resolve_speed(spec.train, self.device)
+        speed.configure_backends()
+        backbone, tgt_ds, shape, data = self._inputs(spec, speed)
         num_classes = len(tgt_ds.classes)
-        source_state, source_info = self.source_state(spec, backbone, shape, num_classes, data["source_train"])
+        source_state, source_info = self.source_state(spec, backbone, shape, num_classes, data["source_train"], speed)
         strategy = self.registry.get("strategies", spec.strategy).obj(**spec.strategy_options)
         loss = self.registry.get("adaptation_losses", spec.loss).obj(**spec.loss_options)
 
@@ -157,7 +172,7 @@ class Runner:
         model = build_model(backbone, shape, num_classes, spec.backbone_options)
         if strategy.init_from_source:
             model.load_state_dict(source_state)
-        model.to(self.device)
+        model = speed.prepare_model(model.to(self.device), len(shape) + 1)
         generator = _seed_generator(spec.seed, 2)
         train = spec.train
         augment_gen = _seed_generator(spec.seed, 3)
@@ -175,15 +190,18 @@ class Runner:
             generator=generator,
             augment=lambda x: tgt_ds.augment(x, augment_gen),
             log=self.log,
+            extra={"speed": speed},
         )
         loss.setup(model.backbone.out_features, num_classes, ctx)
         stats = transfer(model, strategy, loss, ctx)
+        cache.save_state(run_dir / MODEL_FILE, model.state_dict())  # for `tlbench export RUN_DIR`
 
         target_test, source_test = data["target_test"], data["source_test"]
         batch = train["eval_batch_size"]
         result = {
             **source_info,
             "input_shape": list(shape),
+            "speed": speed.as_dict(),
             "target_labeled_examples": 0 if ctx.target_labeled is None else len(ctx.target_labeled),
             "target_acc": accuracy(model, target_test, batch),
             "source_acc": accuracy(model, source_test, batch),
@@ -192,10 +210,12 @@ class Runner:
             "train_phases": stats.phases,
             "final_loss_terms": stats.last_terms,
         }
-        result.update(self._latency_and_export(spec, model, tgt_ds, shape, target_test, run_dir))
+        result.update(
+            self._latency_and_export(spec, model, tgt_ds, shape, target_test, run_dir, calibration=data["target_train"].x)
+        )
         return result
 
-    def _latency_and_export(self, spec, model, dataset, shape, test, run_dir: Path) -> dict:
+    def _latency_and_export(self, spec, model, dataset, shape, test, run_dir: Path, calibration=None) -> dict:
         train = spec.train
         repeats = train["latency_repeats"]
         one, many = test.x[:1], test.x[:LATENCY_BATCH]
@@ -219,8 +239,18 @@ class Runner:
         x1 = one.cpu().numpy()
         xn = many.cpu().numpy()
         model.to(self.device)
+        int8 = {}
+        if train.get("int8", True):
+            int8 = int8_report(
+                onnx_path, run_dir / INT8_FILE, calibration=None if calibration is None else calibration.cpu().numpy(),
+                modality=dataset.preprocessing.modality, test_x=test.x.cpu().numpy(), test_y=test.y.cpu().numpy(),
+                fp32_acc=check["onnx_target_acc"], latency_inputs=(x1, xn), device=self.device, repeats=repeats,
+                batch_size=train["eval_batch_size"], seed=spec.seed,
+            )
         return {
             **check,
+            **int8,
+            "ort_settings": session_settings(),
             "onnx_path": onnx_path.name,
             "onnx_size_mb": round(model_size_mb(onnx_path), 4),
             "torch_latency_ms": round(torch_b1, 4),

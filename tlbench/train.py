@@ -13,6 +13,7 @@ from torch import nn
 
 from tlbench.contracts import AdaptationBatch, AdaptationLoss, Phase, Split, Strategy, TransferContext
 from tlbench.data import Sampler
+from tlbench.speed import HostTensor, loader_batches
 from tlbench.model import TransferModel, freeze_untrained
 
 
@@ -44,7 +45,7 @@ def synchronize(device) -> None:
 Objective = Callable[[float], tuple[dict[str, torch.Tensor], int]]
 
 
-def fit(model: nn.Module, phases: list[Phase], objective: Objective, extra_params=(), log=None) -> TrainStats:
+def fit(model: nn.Module, phases: list[Phase], objective: Objective, extra_params=(), log=None, speed=None) -> TrainStats:
     """Run ``phases`` in order: only each phase's parameter groups train; ``extra_params``
     (a loss's discriminator, a strategy's extra head) train throughout at the first group's lr."""
     stats = TrainStats()
@@ -52,6 +53,7 @@ def fit(model: nn.Module, phases: list[Phase], objective: Objective, extra_param
     total_steps = max(1, sum(p.steps for p in phases))
     done = 0
     device = next(model.parameters()).device
+    scaler = speed.grad_scaler() if speed is not None else None
     synchronize(device)
     start = time.perf_counter()
     for phase in phases:
@@ -65,15 +67,24 @@ def fit(model: nn.Module, phases: list[Phase], objective: Objective, extra_param
         optimizer = torch.optim.Adam(groups) if groups else None
         phase_start, steps_run = time.perf_counter(), 0
         for _ in range(phase.steps):
-            terms, used = objective(done / total_steps)
+            if speed is None:
+                terms, used = objective(done / total_steps)
+            else:  # AMP on CUDA (tlbench.speed); a no-op context otherwise
+                with speed.autocast():
+                    terms, used = objective(done / total_steps)
             if not terms or optimizer is None:
                 break
             loss = sum(terms.values())
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(f"loss is {loss.item()} at step {done} ({', '.join(terms)})")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:  # fp16 AMP
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
             stats.samples += used
             done += 1
             steps_run += 1
@@ -90,9 +101,19 @@ def fit(model: nn.Module, phases: list[Phase], objective: Objective, extra_param
     return stats
 
 
-def pretrain_source(model: TransferModel, train: Split, epochs: float, batch_size: int, lr: float, generator) -> TrainStats:
-    """Supervised training of backbone + head on the labeled source domain."""
+def pretrain_source(model: TransferModel, train: Split, epochs: float, batch_size: int, lr: float, generator, speed=None) -> TrainStats:
+    """Supervised training of backbone + head on the labeled source domain; a host-resident
+    (large) dataset is streamed through a DataLoader (see tlbench.speed)."""
     sampler = Sampler(len(train), batch_size, generator)
+    if speed is not None and isinstance(train.x, HostTensor):
+        batches = loader_batches(train.x, train.y, batch_size, generator, speed)
+        steps = math.ceil(epochs * len(train) / batch_size)
+
+        def streamed(progress):
+            xb, yb = next(batches)
+            return {"source_ce": F.cross_entropy(model(xb), yb)}, len(yb)
+
+        return fit(model, [Phase("source", [{"params": list(model.parameters()), "lr": lr}], steps)], streamed, speed=speed)
     steps = math.ceil(epochs * len(train) / batch_size)
 
     def objective(progress):
@@ -100,7 +121,7 @@ def pretrain_source(model: TransferModel, train: Split, epochs: float, batch_siz
         return {"source_ce": F.cross_entropy(model(train.x[index]), train.y[index])}, len(index)
 
     phase = Phase("source", [{"params": list(model.parameters()), "lr": lr}], steps)
-    return fit(model, [phase], objective)
+    return fit(model, [phase], objective, speed=speed)
 
 
 def transfer(model: TransferModel, strategy: Strategy, loss: AdaptationLoss, ctx: TransferContext) -> TrainStats:
@@ -172,7 +193,7 @@ def transfer(model: TransferModel, strategy: Strategy, loss: AdaptationLoss, ctx
         return terms, sum(sizes)
 
     extra = list(strategy.parameters()) + list(loss.parameters())
-    return fit(model, phases, objective, extra_params=extra, log=ctx.log)
+    return fit(model, phases, objective, extra_params=extra, log=ctx.log, speed=ctx.extra.get("speed"))
 
 
 @torch.inference_mode()

@@ -1,0 +1,169 @@
+"""INT8 quantization of an exported model with onnxruntime's own tooling.
+
+- Image models (4-D ``N x C x H x W`` input): static quantization in QDQ format, calibrated on
+  target *training* inputs (never the test split), after ``quant_pre_process`` (shape inference
+  and graph cleanup, as onnxruntime recommends). Weights per channel, symmetric int8;
+  activations uint8 (fast integer kernels on x86).
+- Sequence models (3-D ``N x T x F`` input, RNNs): dynamic quantization of the weights; the
+  activations' ranges are computed at run time, which suits recurrent state better.
+
+The choice follows the input's modality (from the preprocessing metadata) or, failing that,
+its rank, never a plugin's name. This module imports no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+STATIC, DYNAMIC = "static-qdq", "dynamic"
+CALIBRATION_EXAMPLES = 256
+CALIBRATION_BATCH = 32
+
+
+def choose_method(input_rank: int, modality: str | None = None) -> str:
+    """``static-qdq`` for images (rank 4), ``dynamic`` for sequences (rank 3)."""
+    if modality == "image":
+        return STATIC
+    if modality == "sequence":
+        return DYNAMIC
+    return STATIC if input_rank == 4 else DYNAMIC
+
+
+class _Batches:
+    """A CalibrationDataReader over one array, in fixed-size batches."""
+
+    def __init__(self, input_name: str, x: np.ndarray, batch_size: int):
+        self._items = iter([{input_name: x[i : i + batch_size]} for i in range(0, len(x), batch_size)])
+
+    def get_next(self):
+        return next(self._items, None)
+
+    def rewind(self):  # pragma: no cover - only called by some calibrators
+        raise NotImplementedError
+
+
+def _copy_metadata(source_path, target_path) -> None:
+    """Keep the fp32 model's ``metadata_props`` (labels, preprocessing) in the INT8 file."""
+    import onnx
+
+    source = onnx.load(str(source_path), load_external_data=False)
+    target = onnx.load(str(target_path))
+    existing = {p.key for p in target.metadata_props}
+    for prop in source.metadata_props:
+        if prop.key not in existing:
+            entry = target.metadata_props.add()
+            entry.key, entry.value = prop.key, prop.value
+    entry = target.metadata_props.add()
+    entry.key = "tlbench.quantization"
+    entry.value = json.dumps({"source": Path(source_path).name})
+    onnx.save(target, str(target_path))
+
+
+def quantize_model(
+    fp32_path,
+    int8_path,
+    calibration: np.ndarray | None = None,
+    modality: str | None = None,
+    seed: int = 0,
+) -> str:
+    """Write an INT8 copy of ``fp32_path`` to ``int8_path``; returns the method used.
+
+    ``calibration`` (model-ready float32 inputs, e.g. the target training split) is required
+    for static quantization; at most ``CALIBRATION_EXAMPLES`` rows, drawn with ``seed``, are used.
+    """
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    fp32_path, int8_path = Path(fp32_path), Path(int8_path)
+    model = onnx.load(str(fp32_path), load_external_data=False)
+    graph_input = model.graph.input[0]
+    rank = len(graph_input.type.tensor_type.shape.dim)
+    method = choose_method(rank, modality)
+    int8_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=int8_path.parent) as tmp:
+        staged = Path(tmp) / "int8.onnx"
+        if method == STATIC:
+            if calibration is None or len(calibration) == 0:
+                raise ValueError("static quantization needs calibration inputs")
+            rng = np.random.default_rng(seed)
+            take = rng.permutation(len(calibration))[:CALIBRATION_EXAMPLES]
+            calib = np.ascontiguousarray(calibration[np.sort(take)], dtype=np.float32)
+            prepared = Path(tmp) / "prepared.onnx"
+            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+            quantize_static(
+                str(prepared),
+                str(staged),
+                _Batches(graph_input.name, calib, CALIBRATION_BATCH),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+        else:
+            quantize_dynamic(str(fp32_path), str(staged), weight_type=QuantType.QInt8)
+        _copy_metadata(fp32_path, staged)
+        staged.replace(int8_path)
+    return method
+
+
+def _logits(session, x: np.ndarray, batch_size: int) -> np.ndarray:
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)])
+
+
+def int8_report(
+    fp32_path,
+    int8_path,
+    *,
+    calibration: np.ndarray | None,
+    modality: str | None,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    fp32_acc: float,
+    latency_inputs: tuple[np.ndarray, np.ndarray],
+    device: str = "cpu",
+    repeats: int = 10,
+    batch_size: int = 512,
+    seed: int = 0,
+) -> dict:
+    """Quantize, then measure the INT8 model on the same test inputs and latency inputs as fp32.
+
+    Returns the ``int8_*`` result fields; any failure becomes ``{"int8_error": ...}`` so the
+    fp32 result of the run is never lost.
+    """
+    from tlbench.ort import make_session
+    from tlbench.timing import median_ms
+
+    try:
+        method = quantize_model(fp32_path, int8_path, calibration, modality, seed)
+        session, _ = make_session(int8_path, device)
+        acc = float(np.mean(_logits(session, test_x, batch_size).argmax(1) == test_y)) if len(test_y) else 0.0
+        name = session.get_inputs()[0].name
+        one, many = latency_inputs
+        b1 = median_ms(lambda: session.run(None, {name: one}), repeats=repeats)
+        bn = median_ms(lambda: session.run(None, {name: many}), repeats=max(3, repeats // 5))
+    except Exception as exc:  # noqa: BLE001 - recorded, the fp32 result stands
+        Path(int8_path).unlink(missing_ok=True)
+        return {"int8_error": f"{type(exc).__name__}: {exc}"}
+    return {
+        "int8_method": method,
+        "int8_path": Path(int8_path).name,
+        "int8_target_acc": acc,
+        "int8_acc_drop": round(fp32_acc - acc, 6),
+        "int8_latency_ms": round(b1, 4),
+        "int8_latency_ms_b64": round(bn, 4),
+        "int8_size_mb": round(Path(int8_path).stat().st_size / 1e6, 4),
+        "int8_error": None,
+    }
