@@ -49,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--format", choices=("table", "csv", "md", "json"), default="table")
     board.add_argument("--output", "-o", metavar="FILE", help="write the export here instead of stdout")
     board.add_argument("--plot", metavar="FILE.png|DIR", help="FILE.png: accuracy vs shots; DIR: every PNG plot")
+    from tlbench.cli_deploy import add_deploy_parsers
+
+    add_deploy_parsers(sub)
     return parser
 
 
@@ -165,7 +168,7 @@ def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         registry = None
-        if args.command in ("run", "plugins"):
+        if args.command in ("run", "plugins", "export"):
             from tlbench.plugins import load_plugins
 
             dirs = list(args.plugins_dir) + list(getattr(args, "run_plugins_dir", []) or [])
@@ -173,7 +176,10 @@ def main(argv=None) -> int:
                 if not Path(directory).is_dir():
                     raise UserError(f"--plugins-dir {directory!r} is not a directory")
             _, registry = load_plugins(dirs)
-        handler = {"run": cmd_run, "plugins": cmd_plugins, "leaderboard": cmd_leaderboard}[args.command]
+        from tlbench.cli_deploy import cmd_export, cmd_predict
+
+        handler = {"run": cmd_run, "plugins": cmd_plugins, "leaderboard": cmd_leaderboard, "predict": cmd_predict,
+                   "export": cmd_export}[args.command]
         return handler(args, registry)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -10,6 +10,7 @@ import torch
 
 from tlbench import cache
 from tlbench.contracts import TransferContext
+from tlbench.dataset_options import build_dataset, dataset_key
 from tlbench.data import adapt_inputs, adapted_preprocessing, backbone_input_shape, few_shot
 from tlbench.environment import device_name, versions
 from tlbench.grid import RunSpec
@@ -26,6 +27,16 @@ from tlbench.train import accuracy, predict_logits, pretrain_source, synchronize
 LATENCY_BATCH = 64
 MODEL_FILE = "model.pt"  # the trained transfer model's state dict
 INT8_FILE = "model.int8.onnx"
+
+
+def onnx_metadata(spec: RunSpec, dataset, shape, versions_: dict) -> dict:
+    """What an exported model carries for `tlbench predict`: labels, preprocessing, spec, versions."""
+    return {
+        "tlbench.labels": list(dataset.classes),
+        "tlbench.preprocessing": adapted_preprocessing(dataset.preprocessing, shape).as_dict(),
+        "tlbench.run_spec": {"run_id": spec.run_id, **spec.as_dict()},
+        "tlbench.versions": versions_,
+    }
 
 
 def _now() -> str:
@@ -51,25 +62,28 @@ class Runner:
         self._versions = versions()
 
     # -- data ---------------------------------------------------------------------------------
-    def dataset(self, name: str):
-        if name not in self._datasets:
+    def dataset(self, name: str, options: dict | None = None):
+        """The dataset ``name`` built with ``options``, once per process."""
+        key = dataset_key(name, options or {})
+        if key not in self._datasets:
             entry = self.registry.get("datasets", name)
-            self._datasets[name] = entry.obj()
-        return self._datasets[name]
+            self._datasets[key] = build_dataset(entry, options or {})
+        return self._datasets[key]
 
-    def domain(self, qualified: str):
+    def domain(self, qualified: str, options: dict | None = None):
         """(dataset object, DomainData) of ``dataset:domain``, loaded once per process."""
         name, domain = qualified.split(":")
-        dataset = self.dataset(name)
-        if qualified not in self._domains:
-            self._domains[qualified] = dataset.load(domain)
-        return dataset, self._domains[qualified]
+        dataset = self.dataset(name, options)
+        key = dataset_key(qualified, options or {})
+        if key not in self._domains:
+            self._domains[key] = dataset.load(domain)
+        return dataset, self._domains[key]
 
     def _inputs(self, spec: RunSpec, speed: SpeedSettings | None = None):
         backbone = self.registry.get("backbones", spec.backbone)
-        src_ds, src = self.domain(spec.source)
-        tgt_ds, tgt = self.domain(spec.target)
-        shape = backbone_input_shape(tgt_ds.preprocessing, backbone.meta)
+        src_ds, src = self.domain(spec.source, spec.options_of_dataset(spec.source.split(":")[0]))
+        tgt_ds, tgt = self.domain(spec.target, spec.options_of_dataset(spec.target.split(":")[0]))
+        shape = backbone_input_shape(tgt_ds.preprocessing, backbone.meta, spec.backbone_options)
 
         speed = speed or SpeedSettings(self.device)
 
@@ -170,6 +184,7 @@ class Runner:
 
         torch.manual_seed(spec.seed + 7919)
         model = build_model(backbone, shape, num_classes, spec.backbone_options)
+        weights_info = getattr(model.backbone, "weights_info", None)  # which initial weights, if it says
         if strategy.init_from_source:
             model.load_state_dict(source_state)
         model = speed.prepare_model(model.to(self.device), len(shape) + 1)
@@ -200,6 +215,7 @@ class Runner:
         batch = train["eval_batch_size"]
         result = {
             **source_info,
+            "backbone_weights": weights_info,
             "input_shape": list(shape),
             "speed": speed.as_dict(),
             "target_labeled_examples": 0 if ctx.target_labeled is None else len(ctx.target_labeled),
@@ -226,12 +242,7 @@ class Runner:
             torch_bn = median_ms(lambda: model(many), repeats=max(3, repeats // 5), sync=sync)
         cpu_model = model.cpu()
         reference = predict_logits(cpu_model, test.x.cpu(), train["eval_batch_size"])
-        metadata = {
-            "tlbench.labels": list(dataset.classes),
-            "tlbench.preprocessing": adapted_preprocessing(dataset.preprocessing, shape).as_dict(),
-            "tlbench.run_spec": {"run_id": spec.run_id, **spec.as_dict()},
-            "tlbench.versions": self._versions,
-        }
+        metadata = onnx_metadata(spec, dataset, shape, self._versions)
         onnx_path = run_dir / "model.onnx"
         export_onnx(cpu_model, test.x[:2].cpu(), onnx_path, metadata, dynamo=train["export_dynamo"])
         check = verify(onnx_path, reference, test.x, test.y, self.device, train["eval_batch_size"])
