@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results-dir", metavar="DIR", help="where run directories go (default results/runs)")
     run.add_argument("--device", metavar="DEV", help="auto (default), cpu, cuda, cuda:N")
     run.add_argument("--set", action="append", default=[], metavar="NAME.PARAM=VALUE", help="plugin or train option")
+    run.add_argument("--mlflow", nargs="?", const="", metavar="URI", help="log the runs to MLflow (default file:RESULTS/mlruns)")
     run.add_argument("--plugins-dir", action="append", default=[], metavar="DIR", dest="run_plugins_dir", help=argparse.SUPPRESS)
 
     plugins = sub.add_parser("plugins", help="list registered plugins")
@@ -46,13 +47,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     board = sub.add_parser("leaderboard", help="re-render the leaderboard of stored results")
     board.add_argument("results_dir", nargs="?", default="results/runs", metavar="DIR")
-    board.add_argument("--format", choices=("table", "csv", "md", "json"), default="table")
+    board.add_argument("--format", choices=("table", "csv", "md", "json", "html"), default="table")
     board.add_argument("--output", "-o", metavar="FILE", help="write the export here instead of stdout")
     board.add_argument("--plot", metavar="FILE.png|DIR", help="FILE.png: accuracy vs shots; DIR: every PNG plot")
+    board.add_argument("--columns", metavar="A,B", help="default, all, or keys: " + ", ".join(_column_keys()))
+    board.add_argument("--export-all", metavar="OUTDIR", help="write leaderboard.{md,csv,json,html} and every plot to OUTDIR")
+    board.add_argument("--mlflow", nargs="?", const="", metavar="URI", help="log the runs to MLflow (default file:DIR/mlruns)")
     from tlbench.cli_deploy import add_deploy_parsers
 
     add_deploy_parsers(sub)
     return parser
+
+
+def _column_keys() -> list[str]:
+    from tlbench.leaderboard import COLUMNS
+
+    return list(COLUMNS)
 
 
 def _flag_config(args) -> dict:
@@ -101,7 +111,16 @@ def cmd_run(args, registry) -> int:
     device = config.get("device", "auto")
     if not isinstance(device, str):
         raise UserError("device must be a string: auto, cpu, cuda or cuda:N")
-    return run_grid(specs, registry, results_dir, resolve_device(device), console)
+    if args.mlflow is not None:
+        from tlbench.tracking import require_mlflow
+
+        require_mlflow()
+    code = run_grid(specs, registry, results_dir, resolve_device(device), console)
+    if args.mlflow is not None:
+        from tlbench.tracking import log_results_dir
+
+        log_results_dir(results_dir, args.mlflow or None, log=console.print)
+    return code
 
 
 def cmd_plugins(args, registry) -> int:
@@ -147,15 +166,31 @@ def cmd_leaderboard(args, registry=None) -> int:
     results = load_results(directory)
     if not results:
         raise UserError(f"no result files under {str(directory)!r}; expected DIR/<run>/result.json")
+    leaderboard.choose_columns(args.columns, [])
+    if args.mlflow is not None:
+        from tlbench.tracking import log_results_dir
+
+        log_results_dir(directory, args.mlflow or None, log=lambda line: print(line, file=sys.stderr))
+    if args.export_all:
+        from tlbench.exports import export_all
+
+        for path in export_all(results, args.export_all, columns=args.columns):
+            print(f"wrote {path}", file=sys.stderr)
+        return 0
     if args.plot:
         from tlbench.plots import write_plots
 
         for path in write_plots(leaderboard.aggregate(results), args.plot):
             print(f"wrote {path}", file=sys.stderr)
     if args.format == "table":
-        leaderboard.render(results)
+        leaderboard.render(results, columns=args.columns)
         return 0
-    text = leaderboard.export(results, args.format)
+    if args.format == "html":
+        from tlbench.exports import html_with_plots
+
+        text = html_with_plots(results, args.columns, plot_dir=args.plot if args.plot and not args.plot.lower().endswith(".png") else None)
+    else:
+        text = leaderboard.export(results, args.format, columns=args.columns)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:

@@ -19,6 +19,11 @@ PLOT_FILES = {
     "latency": "accuracy_vs_latency.png",
     "gain": "best_gain_heatmap.png",
 }
+PLOT_TITLES = {
+    "shots": "Target accuracy vs labeled target shots per class (mean ± std over seeds)",
+    "latency": "Target accuracy vs ORT latency, Pareto front in red",
+    "gain": "Best gain over scratch per source x target",
+}
 
 
 def _shots_key(shots) -> float:
@@ -98,11 +103,95 @@ def accuracy_vs_shots(rows: list[dict], path) -> Path:
     return _save(fig, path)
 
 
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points (latency, accuracy) no other point beats on both (lower latency,
+    higher accuracy), ordered by latency."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best_acc = [], -math.inf
+    for i in order:
+        if points[i][1] > best_acc:
+            front.append(i)
+            best_acc = points[i][1]
+    return front
+
+
+def accuracy_vs_latency(rows: list[dict], path) -> Path:
+    """Target accuracy against onnxruntime batch-1 latency, one panel per pair and shots budget,
+    with the Pareto front (nothing both faster and more accurate) drawn and its points labelled."""
+    rows = [r for r in rows if r.get("ort_latency_ms") is not None]
+    if not rows:
+        return _empty(path, "no runs with an ORT latency")
+    panels = defaultdict(list)
+    for row in rows:
+        panels[(_pair(row), row["shots"])].append(row)
+    keys = sorted(panels, key=lambda k: (k[0], _shots_key(k[1])))
+    show_backbone = len({r["backbone"] for r in rows}) > 1
+    show_loss = len({r["loss"] for r in rows}) > 1
+    strategies = sorted({r["strategy"] for r in rows})
+    colors = {s: f"C{i % 10}" for i, s in enumerate(strategies)}
+    fig, axes = _grid(len(keys))
+    for ax, key in zip(axes, keys):
+        group = panels[key]
+        points = [(r["ort_latency_ms"], 100 * r["target_acc"]) for r in group]
+        for strategy in strategies:
+            xs = [p for p, r in zip(points, group) if r["strategy"] == strategy]
+            if xs:
+                ax.scatter([p[0] for p in xs], [p[1] for p in xs], color=colors[strategy], label=strategy, s=36, zorder=3)
+        front = pareto_front(points)
+        ax.plot([points[i][0] for i in front], [points[i][1] for i in front], drawstyle="steps-post",
+                color="crimson", linewidth=1.5, label="Pareto front", zorder=2)
+        for i in front:
+            ax.annotate(_label(group[i], show_backbone, show_loss), points[i], textcoords="offset points",
+                        xytext=(4, 4), fontsize=7, color="crimson")
+        ax.set_xlabel("ORT latency, batch 1 (ms)")
+        ax.set_ylabel("target accuracy % (mean over seeds)")
+        ax.set_title(f"{key[0]}, shots={key[1]}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def best_gain_heatmap(rows: list[dict], path) -> Path:
+    """Source x target grid of the best gain over scratch (percentage points) any non-scratch
+    configuration reached on that pair, annotated with who reached it; blank where not run."""
+    import numpy as np
+
+    candidates = [r for r in rows if r.get("gain_vs_scratch") is not None and r["strategy"] != "scratch"]
+    if not candidates:
+        return _empty(path, "no gains over scratch to show (runs need a scratch baseline)")
+    sources = sorted({r["source"] for r in candidates})
+    targets = sorted({r["target"] for r in candidates})
+    best = {}
+    for row in candidates:
+        key = (row["source"], row["target"])
+        if key not in best or row["gain_vs_scratch"] > best[key]["gain_vs_scratch"]:
+            best[key] = row
+    grid = np.full((len(sources), len(targets)), np.nan)
+    for (source, target), row in best.items():
+        grid[sources.index(source), targets.index(target)] = 100 * row["gain_vs_scratch"]
+    limit = max(1.0, float(np.nanmax(np.abs(grid))))
+    fig, ax = plt.subplots(figsize=(2.6 + 2.2 * len(targets), 1.8 + 1.3 * len(sources)))
+    image = ax.imshow(grid, cmap="RdYlGn", vmin=-limit, vmax=limit)
+    for (source, target), row in best.items():
+        text = f"{100 * row['gain_vs_scratch']:+.1f}\n{row['strategy']}"
+        if row["loss"] != "none":
+            text += f"+{row['loss']}"
+        text += f"\n{row['backbone']}, shots={row['shots']}"
+        ax.text(targets.index(target), sources.index(source), text, ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(targets)), targets, rotation=20, ha="right")
+    ax.set_yticks(range(len(sources)), sources)
+    ax.set_xlabel("target")
+    ax.set_ylabel("source")
+    ax.set_title("best gain over scratch (points)")
+    fig.colorbar(image, ax=ax, label="gain over scratch (points)")
+    return _save(fig, path)
+
+
 def write_plots(rows: list[dict], target) -> list[Path]:
     """``target`` ending in ``.png``: the accuracy-vs-shots plot there; otherwise a directory
     that receives every plot in ``PLOT_FILES``."""
     target = Path(target)
     if target.suffix.lower() == ".png":
         return [accuracy_vs_shots(rows, target)]
-    makers = {"shots": accuracy_vs_shots, "latency": globals().get("accuracy_vs_latency"), "gain": globals().get("best_gain_heatmap")}
-    return [make(rows, target / PLOT_FILES[kind]) for kind, make in makers.items() if make is not None]
+    makers = {"shots": accuracy_vs_shots, "latency": accuracy_vs_latency, "gain": best_gain_heatmap}
+    return [make(rows, target / PLOT_FILES[kind]) for kind, make in makers.items()]
