@@ -107,6 +107,10 @@ def quantize_model(
                 _Batches(graph_input.name, calib, CALIBRATION_BATCH),
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
+                # 7-bit weights: x86 CPUs without VNNI (AVX2) multiply u8 x s8 pairs into
+                # saturating int16 sums; full-range weights then overflow. Measured on digits
+                # (smallcnn, AVX2): 47.9% fp32 -> 17.3% int8 without, 47.1% with reduce_range.
+                reduce_range=True,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
