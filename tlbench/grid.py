@@ -52,6 +52,10 @@ TRAIN_DEFAULTS = {
     "device_data_max_mb": 2048.0,  # larger datasets stay in host memory, fed by a DataLoader
     "loader_workers": 2,
     "pin_memory": True,
+    # Which checkpoint is reported (tlbench/selection.py): last, source-val or target-oracle,
+    # scored every `selection_every` steps when not `last`.
+    "model_selection": "last",
+    "selection_every": 25,
 }
 TRAIN_LIMITS = {
     "source_epochs": (0.0, 10_000.0),
@@ -62,7 +66,18 @@ TRAIN_LIMITS = {
     "latency_repeats": (1, 100_000),
     "device_data_max_mb": (0.0, 1e9),
     "loader_workers": (0, 64),
+    "selection_every": (1, 10_000_000),
 }
+MODEL_SELECTIONS = ("last", "source-val", "target-oracle")
+# Train settings added after results were first stored: left out of the run id at their default,
+# so earlier run ids (and resuming) stay valid.
+HASH_SKIPS_DEFAULT = ("model_selection", "selection_every")
+
+
+def _hash_fields(fields: dict) -> dict:
+    train = {k: v for k, v in fields.get("train", {}).items()
+             if not (k in HASH_SKIPS_DEFAULT and v == TRAIN_DEFAULTS[k])}
+    return {**fields, "train": train}
 DEFAULT_RESULTS_DIR = "results/runs"
 MAX_SHOTS = 1_000_000
 
@@ -88,7 +103,7 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        canonical = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+        canonical = json.dumps(_hash_fields(self.as_dict()), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     @property
@@ -255,6 +270,8 @@ def resolve_train(given: dict) -> dict:
     for key, (low, high) in TRAIN_LIMITS.items():
         if not low <= train[key] <= high:
             raise UserError(f"train option `{key}` = {train[key]!r} is out of range; use {low}..{high}")
+    if train["model_selection"] not in MODEL_SELECTIONS:
+        raise UserError(f"train option `model_selection` = {train['model_selection']!r} is not one of {', '.join(MODEL_SELECTIONS)}")
     return train
 
 

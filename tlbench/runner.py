@@ -16,6 +16,7 @@ from tlbench.grid import RunSpec
 from tlbench.model import build_model
 from tlbench.onnx_export import export_onnx, model_size_mb, ort_latency_ms, verify
 from tlbench.registry import Registry
+from tlbench.selection import SOURCE_VAL_FRACTION, SOURCE_VAL_MAX, holdout, make_selector
 from tlbench.results import RESULT_FILE, write_json_atomic
 from tlbench.ort import session_settings
 from tlbench.quantize import int8_report
@@ -102,6 +103,8 @@ class Runner:
         """The trained source model's state dict, from the cache or trained now (and cached)."""
         key = spec.source_key()
         key["input_shape"] = list(shape)
+        if spec.train.get("model_selection") == "source-val":  # trained without the held-out slice
+            key["source_val_holdout"] = [SOURCE_VAL_FRACTION, SOURCE_VAL_MAX]
         path = cache.cache_path(self.results_dir, key)
         state = cache.load_state(path)
         if state is not None:
@@ -174,6 +177,9 @@ class Runner:
         speed.configure_backends()
         backbone, tgt_ds, shape, data = self._inputs(spec, speed)
         num_classes = len(tgt_ds.classes)
+        source_val = None
+        if spec.train.get("model_selection") == "source-val":
+            data["source_train"], source_val = holdout(data["source_train"], _seed_generator(spec.seed, 4))
         source_state, source_info = self.source_state(spec, backbone, shape, num_classes, data["source_train"], speed)
         strategy = self.registry.get("strategies", spec.strategy).obj(**spec.strategy_options)
         loss = self.registry.get("adaptation_losses", spec.loss).obj(**spec.loss_options)
@@ -203,7 +209,8 @@ class Runner:
             extra={"speed": speed},
         )
         loss.setup(model.backbone.out_features, num_classes, ctx)
-        stats = transfer(model, strategy, loss, ctx)
+        selector = make_selector(spec.train, source_val, data["target_test"])
+        stats = transfer(model, strategy, loss, ctx, selector=selector)
         cache.save_state(run_dir / MODEL_FILE, model.state_dict())  # for `tlbench export RUN_DIR`
 
         target_test, source_test = data["target_test"], data["source_test"]
@@ -219,6 +226,8 @@ class Runner:
             "train_samples_per_s": round(stats.samples_per_s, 1),
             "train_phases": stats.phases,
             "final_loss_terms": stats.last_terms,
+            "model_selection": spec.train.get("model_selection", "last"),
+            **(selector.as_dict() if selector is not None else {}),
         }
         result.update(
             self._latency_and_export(spec, model, tgt_ds, shape, target_test, run_dir, calibration=data["target_train"].x)

@@ -45,9 +45,12 @@ def synchronize(device) -> None:
 Objective = Callable[[float], tuple[dict[str, torch.Tensor], int]]
 
 
-def fit(model: nn.Module, phases: list[Phase], objective: Objective, extra_params=(), log=None, speed=None) -> TrainStats:
+def fit(model: nn.Module, phases: list[Phase], objective: Objective, extra_params=(), log=None, speed=None,
+        selector=None) -> TrainStats:
     """Run ``phases`` in order: only each phase's parameter groups train; ``extra_params``
-    (a loss's discriminator, a strategy's extra head) train throughout at the first group's lr."""
+    (a loss's discriminator, a strategy's extra head) train throughout at the first group's lr.
+    A ``selector`` (tlbench.selection) scores checkpoints and restores the best one at the end;
+    its scoring time is not counted as training time."""
     stats = TrainStats()
     extra_params = list(extra_params)
     total_steps = max(1, sum(p.steps for p in phases))
@@ -66,6 +69,7 @@ def fit(model: nn.Module, phases: list[Phase], objective: Objective, extra_param
             groups.append({"params": list(extra_params), "lr": groups[0]["lr"] if groups else 1e-3})
         optimizer = torch.optim.Adam(groups) if groups else None
         phase_start, steps_run = time.perf_counter(), 0
+        selecting_before = selector.seconds if selector is not None else 0.0
         for _ in range(phase.steps):
             if speed is None:
                 terms, used = objective(done / total_steps)
@@ -89,15 +93,21 @@ def fit(model: nn.Module, phases: list[Phase], objective: Objective, extra_param
             done += 1
             steps_run += 1
             stats.last_terms = {k: float(v.detach()) for k, v in terms.items()}
+            if selector is not None:
+                selector.after_step(model, done)
         synchronize(device)
         phase_seconds = time.perf_counter() - phase_start
+        if selector is not None:
+            phase_seconds -= selector.seconds - selecting_before
         stats.phases.append({"name": phase.name, "steps": steps_run, "seconds": round(phase_seconds, 4)})
         if log:
             log(f"phase {phase.name}: {steps_run} steps in {phase_seconds:.2f}s")
+    if selector is not None:
+        selector.finish(model, done)
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()
-    stats.seconds = time.perf_counter() - start
+    stats.seconds = time.perf_counter() - start - (selector.seconds if selector is not None else 0.0)
     return stats
 
 
@@ -124,13 +134,14 @@ def pretrain_source(model: TransferModel, train: Split, epochs: float, batch_siz
     return fit(model, [phase], objective, speed=speed)
 
 
-def transfer(model: TransferModel, strategy: Strategy, loss: AdaptationLoss, ctx: TransferContext) -> TrainStats:
+def transfer(model: TransferModel, strategy: Strategy, loss: AdaptationLoss, ctx: TransferContext, selector=None) -> TrainStats:
     """Train ``model`` on the target as ``strategy`` and ``loss`` direct.
 
     Each step concatenates the labeled target shots, labeled source (when the strategy keeps it
     or the loss needs source features) and unlabeled target into one backbone pass, then sums:
     CE on the target shots + the strategy's source loss (or plain source CE when the adaptation
-    loss ``uses_source_labels``) + weight * adaptation loss + regulariser.
+    loss ``uses_source_labels``) + weight * adaptation loss + regulariser. ``selector`` picks the
+    reported checkpoint (see ``fit``); without one it is the last step.
     """
     strategy.to(ctx.device)
     loss.to(ctx.device)
@@ -193,7 +204,7 @@ def transfer(model: TransferModel, strategy: Strategy, loss: AdaptationLoss, ctx
         return terms, sum(sizes)
 
     extra = list(strategy.parameters()) + list(loss.parameters())
-    return fit(model, phases, objective, extra_params=extra, log=ctx.log, speed=ctx.extra.get("speed"))
+    return fit(model, phases, objective, extra_params=extra, log=ctx.log, speed=ctx.extra.get("speed"), selector=selector)
 
 
 @torch.inference_mode()
