@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         run.add_argument(f"--{flag}", metavar="A,B", help=f"comma-separated, e.g. {example}")
     run.add_argument("--results-dir", metavar="DIR", help="where run directories go (default results/runs)")
     run.add_argument("--device", metavar="DEV", help="auto (default), cpu, cuda, cuda:N")
+    run.add_argument("--data-root", metavar="DIR", help="where datasets read from disk live (passed as their data_root option)")
+    run.add_argument("--download", action="store_true", default=None, help="let datasets that can download fetch missing data")
     run.add_argument("--set", action="append", default=[], metavar="NAME.PARAM=VALUE", help="plugin or train option")
     run.add_argument("--mlflow", nargs="?", const="", metavar="URI", help="log the runs to MLflow (default file:RESULTS/mlruns)")
     run.add_argument("--plugins-dir", action="append", default=[], metavar="DIR", dest="run_plugins_dir", help=argparse.SUPPRESS)
@@ -80,6 +82,10 @@ def _flag_config(args) -> dict:
         config["results_dir"] = args.results_dir
     if args.device is not None:
         config["device"] = args.device
+    if args.data_root is not None:
+        config["data_root"] = args.data_root
+    if args.download:
+        config["download"] = True
     sets = parse_set(args.set)
     if "train" in sets:
         config["train"] = sets.pop("train")

