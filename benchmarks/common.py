@@ -1,0 +1,49 @@
+"""Shared helpers for the on-demand benchmarks: machine facts and JSON + markdown output."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent.parent / "results" / "benchmarks"
+NOTE = "Timings on a shared 2-core CPU machine (other jobs running); medians of repeated measurements."
+
+
+def machine() -> dict:
+    """Machine, versions and date recorded with every benchmark."""
+    import torch
+
+    from tlbench.environment import versions
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "cpu": cpu,
+        "cpus_available": len(os.sched_getaffinity(0)),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "versions": versions(),
+        "note": NOTE,
+    }
+
+
+def write(name: str, data: dict, table: list[list], header: list[str], summary: str) -> None:
+    """Write results/benchmarks/NAME[_gpu].json and .md."""
+    suffix = "_gpu" if data["machine"]["gpu"] else ""
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"{name}{suffix}.json").write_text(json.dumps(data, indent=2) + "\n")
+    m = data["machine"]
+    lines = [f"# {name}", "", summary, "", f"Machine: {m['cpu']} ({m['cpus_available']} CPUs, torch threads {m['torch_threads']}), "
+             f"GPU: {m['gpu'] or 'none'}; {m['date']}; torch {m['versions'].get('torch')}, "
+             f"onnxruntime {m['versions'].get('onnxruntime-gpu') or m['versions'].get('onnxruntime')}. {m['note']}", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in table]
+    (OUT / f"{name}{suffix}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))

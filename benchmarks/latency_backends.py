@@ -1,0 +1,104 @@
+"""Benchmark 3: torch eager vs onnxruntime fp32 vs onnxruntime INT8 latency per backbone, batch 1 and 64.
+
+Each backbone is trained briefly on the target training data (so INT8 accuracy means something),
+exported, quantized with tlbench's own path, and timed on the same inputs with tlbench.timing.
+Goals: ORT fp32 <= 0.7x torch; INT8 <= 0.6x ORT fp32 with <= 1 point accuracy drop.
+Usage: python benchmarks/latency_backends.py [BACKBONE ...]
+"""
+
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine, write  # noqa: E402
+
+from tlbench.data import adapt_inputs, backbone_input_shape  # noqa: E402
+from tlbench.model import build_model  # noqa: E402
+from tlbench.onnx_export import export_onnx  # noqa: E402
+from tlbench.ort import make_session, session_settings  # noqa: E402
+from tlbench.plugins import load_plugins  # noqa: E402
+from tlbench.quantize import quantize_model  # noqa: E402
+from tlbench.timing import median_ms  # noqa: E402
+from tlbench.train import pretrain_source, predict_logits  # noqa: E402
+
+DATASETS = {"image": ("digits", "uci"), "sequence": ("synthseq", None)}
+REPEATS_B1, REPEATS_B64, TRAIN_STEPS = 30, 10, 40
+
+
+def measure(registry, name, tmp):
+    entry = registry.get("backbones", name)
+    ds_name, domain = DATASETS[entry.meta.get("modality", "image")]
+    ds = registry.get("datasets", ds_name).obj()
+    domain = domain or ds.domains[-1]
+    data = ds.load(domain)
+    shape = backbone_input_shape(ds.preprocessing, entry.meta)
+    train_x, test_x = (adapt_inputs(s.x, ds.preprocessing, shape) for s in (data.train, data.test))
+    torch.manual_seed(0)
+    model = build_model(entry, shape, len(ds.classes), dict(entry.defaults))
+    epochs = TRAIN_STEPS * 64 / len(train_x)
+    pretrain_source(model, type(data.train)(train_x, data.train.y), epochs, 64, 1e-3, torch.Generator().manual_seed(0))
+    model.eval()
+    fp32, int8 = Path(tmp) / f"{name}.onnx", Path(tmp) / f"{name}.int8.onnx"
+    export_onnx(model, test_x[:2], fp32, {}, dynamo=False)
+    method = quantize_model(fp32, int8, train_x.numpy(), ds.preprocessing.modality)
+    s32, s8 = make_session(fp32)[0], make_session(int8)[0]
+    x1, x64 = test_x[:1].contiguous(), test_x[:64].contiguous()
+    row = {"backbone": name, "input_shape": list(shape), "int8_method": method,
+           "onnx_mb": round(fp32.stat().st_size / 1e6, 2), "int8_mb": round(int8.stat().st_size / 1e6, 2)}
+    with torch.inference_mode():
+        row["torch_b1"] = median_ms(lambda: model(x1), REPEATS_B1)
+        row["torch_b64"] = median_ms(lambda: model(x64), REPEATS_B64)
+    for tag, s in (("ort", s32), ("int8", s8)):
+        inp = s.get_inputs()[0].name
+        row[f"{tag}_b1"] = median_ms(lambda: s.run(None, {inp: x1.numpy()}), REPEATS_B1)
+        row[f"{tag}_b64"] = median_ms(lambda: s.run(None, {inp: x64.numpy()}), REPEATS_B64)
+    y = data.test.y.numpy()
+    row["torch_acc"] = float((predict_logits(model, test_x).argmax(1).numpy() == y).mean())
+    for tag, s in (("ort", s32), ("int8", s8)):
+        logits = np.concatenate([s.run(None, {"input": test_x[i:i + 256].numpy()})[0] for i in range(0, len(test_x), 256)])
+        row[f"{tag}_acc"] = float((logits.argmax(1) == y).mean())
+    row["ort_vs_torch_b1"] = round(row["ort_b1"] / row["torch_b1"], 3)
+    row["ort_vs_torch_b64"] = round(row["ort_b64"] / row["torch_b64"], 3)
+    row["int8_vs_ort_b1"] = round(row["int8_b1"] / row["ort_b1"], 3)
+    row["int8_vs_ort_b64"] = round(row["int8_b64"] / row["ort_b64"], 3)
+    row["int8_drop_points"] = round(100 * (row["ort_acc"] - row["int8_acc"]), 2)
+    return row
+
+
+def main():
+    registry = load_plugins([])[1]
+    names = sys.argv[1:] or registry.names("backbones")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            try:
+                rows.append(measure(registry, name, tmp))
+            except Exception as exc:  # a backbone that cannot run here is reported, not fatal
+                rows.append({"backbone": name, "error": f"{type(exc).__name__}: {exc}"[:200]})
+            print(rows[-1], flush=True)
+    table = []
+    for r in rows:
+        if "error" in r:
+            table.append([r["backbone"], "error: " + r["error"]] + [""] * 9)
+            continue
+        goal_ort = "yes" if max(r["ort_vs_torch_b1"], r["ort_vs_torch_b64"]) <= 0.7 else "no"
+        goal_int8 = "yes" if max(r["int8_vs_ort_b1"], r["int8_vs_ort_b64"]) <= 0.6 and r["int8_drop_points"] <= 1 else "no"
+        table.append([r["backbone"], "x".join(map(str, r["input_shape"])),
+                      f"{r['torch_b1']:.2f} / {r['torch_b64']:.1f}", f"{r['ort_b1']:.2f} / {r['ort_b64']:.1f}",
+                      f"{r['int8_b1']:.2f} / {r['int8_b64']:.1f}", f"{r['ort_vs_torch_b1']} / {r['ort_vs_torch_b64']}",
+                      f"{r['int8_vs_ort_b1']} / {r['int8_vs_ort_b64']}",
+                      f"{100 * r['ort_acc']:.1f} -> {100 * r['int8_acc']:.1f} ({r['int8_method']})",
+                      f"{r['onnx_mb']} -> {r['int8_mb']}", goal_ort, goal_int8])
+    write("latency_backends", {"machine": machine(), "ort_settings": session_settings(), "rows": rows}, table,
+          ["backbone", "input", "torch ms b1 / b64", "ORT fp32 ms b1 / b64", "ORT INT8 ms b1 / b64", "fp32/torch b1 / b64",
+           "int8/fp32 b1 / b64", "acc % fp32 -> int8", "MB fp32 -> int8", "fp32 <= 0.7x", "int8 <= 0.6x, <= 1 pt"],
+          f"Median latency (ms) over {REPEATS_B1} (batch 1) / {REPEATS_B64} (batch 64) calls after warm-up, same inputs "
+          f"for all three; models trained {TRAIN_STEPS} steps on the target training split.")
+
+
+if __name__ == "__main__":
+    main()
