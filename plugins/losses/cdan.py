@@ -55,9 +55,12 @@ class CDAN(AdaptationLoss):
         return multilinear_map(features, probs)
 
     def forward(self, batch):
+        return self.domain_loss(batch, dann_schedule(batch.progress, self.hparams["gamma"]))
+
+    def domain_loss(self, batch, coeff: float) -> torch.Tensor:
+        """The discriminator's loss, with the features' gradient multiplied by ``-coeff``."""
         features = torch.cat([batch.source_features, batch.target_features])
         logits = torch.cat([batch.source_logits, batch.target_logits])
-        coeff = dann_schedule(batch.progress, self.hparams["gamma"])
         h = reverse_gradient(self.discriminator_input(features, logits), coeff)
         domain_logits = self.discriminator(h).squeeze(1)
         n_s = len(batch.source_features)

@@ -40,11 +40,14 @@ class DANN(AdaptationLoss):
     def setup(self, feature_dim, num_classes, ctx):
         self.discriminator = domain_discriminator(feature_dim, int(self.hparams["hidden"]))
 
-    def forward(self, batch):
-        coeff = dann_schedule(batch.progress, self.hparams["gamma"])
+    def domain_loss(self, batch, coeff: float) -> torch.Tensor:
+        """The discriminator's loss, with the features' gradient multiplied by ``-coeff``."""
         source = reverse_gradient(batch.source_features, coeff)
         target = reverse_gradient(batch.target_features, coeff)
         return domain_bce(self.discriminator, source, target)
+
+    def forward(self, batch):
+        return self.domain_loss(batch, dann_schedule(batch.progress, self.hparams["gamma"]))
 
 
 @hookimpl
