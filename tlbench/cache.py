@@ -39,3 +39,9 @@ def load_state(path) -> dict | None:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         return None
     return state
+
+
+def lock_path(path) -> Path:
+    """The claim file that serialises training of the source model cached at ``path``."""
+    path = Path(path)
+    return path.with_name(path.name + ".lock")

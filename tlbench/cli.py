@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-root", metavar="DIR", help="where datasets read from disk live (passed as their data_root option)")
     run.add_argument("--download", action="store_true", default=None, help="let datasets that can download fetch missing data")
     run.add_argument("--set", action="append", default=[], metavar="NAME.PARAM=VALUE", help="plugin or train option")
+    run.add_argument("--executor", metavar="NAME", help="where cells run: local (default), processes, ray")
+    run.add_argument("--workers", metavar="N", help="worker processes (processes) or CPUs of a local Ray instance")
+    run.add_argument("--devices", metavar="A,B", help="processes executor: one device per worker, e.g. cuda:0,cuda:1")
+    run.add_argument("--ray-address", metavar="auto|HOST:PORT", help="ray executor: join this cluster (default: a local instance)")
+    run.add_argument("--threads", metavar="N", help="torch CPU threads per cell (default: cores / workers)")
     run.add_argument("--mlflow", nargs="?", const="", metavar="URI", help="log the runs to MLflow (default file:RESULTS/mlruns)")
     run.add_argument("--plugins-dir", action="append", default=[], metavar="DIR", dest="run_plugins_dir", help=argparse.SUPPRESS)
 
@@ -84,6 +89,9 @@ def _flag_config(args) -> dict:
         config["device"] = args.device
     if args.data_root is not None:
         config["data_root"] = args.data_root
+    for key in ("executor", "workers", "devices", "ray_address", "threads"):
+        if getattr(args, key) is not None:
+            config[key] = getattr(args, key)
     if args.download:
         config["download"] = True
     sets = parse_set(args.set)
@@ -121,7 +129,11 @@ def cmd_run(args, registry) -> int:
         from tlbench.tracking import require_mlflow
 
         require_mlflow()
-    code = run_grid(specs, registry, results_dir, resolve_device(device), console)
+    from tlbench.execution import resolve_settings
+
+    settings = resolve_settings(config, registry)
+    plugins_dirs = list(args.plugins_dir) + list(args.run_plugins_dir or [])
+    code = run_grid(specs, registry, results_dir, resolve_device(device), console, settings, plugins_dirs)
     if args.mlflow is not None:
         from tlbench.tracking import log_results_dir
 

@@ -11,6 +11,9 @@ The same keys come from a TOML grid file and from command-line flags (flags win)
     seeds    = [0]                   # --seeds 0,1
     results_dir = "results/runs"     # --results-dir DIR
     device   = "auto"                # --device cpu|cuda|cuda:1|auto
+    executor = "local"               # --executor local|processes|ray  (tlbench/execution.py)
+    workers  = 2                     # --workers N; devices = ["cuda:0", "cuda:1"]; ray_address = "auto"
+    threads  = 1                     # --threads N  (torch CPU threads per task)
     [train]                          # --set train.steps=200
     [set.l2sp]                       # --set l2sp.alpha=0.01  (plugin hyperparameters)
 """
@@ -31,7 +34,7 @@ from tlbench.errors import UserError, closest_first, unknown
 from tlbench.registry import SINGULAR, Registry
 
 LIST_KEYS = ("backbone", "source", "target", "strategy", "loss", "shots", "seeds")
-SCALAR_KEYS = ("results_dir", "device", "data_root", "download")
+SCALAR_KEYS = ("results_dir", "device", "data_root", "download", "executor", "workers", "devices", "ray_address", "threads")
 TABLE_KEYS = ("train", "set")
 KNOWN_KEYS = LIST_KEYS + SCALAR_KEYS + TABLE_KEYS
 PLUGIN_KINDS = {"backbone": "backbones", "strategy": "strategies", "loss": "adaptation_losses", "dataset": "datasets"}

@@ -1,4 +1,4 @@
-"""The four hooks a tlbench plugin implements. Each receives a ``register`` callback."""
+"""The hooks a tlbench plugin implements. Each receives a ``register`` callback."""
 
 import pluggy
 
@@ -36,3 +36,11 @@ def register_strategies(register):
 def register_adaptation_losses(register):
     """Register adaptation losses: ``register(name, cls)`` with ``cls`` a
     :class:`tlbench.contracts.AdaptationLoss` subclass (source vs target features)."""
+
+
+@hookspec
+def register_executors(register):
+    """Register grid executors: ``register(name, cls)`` with ``cls`` a
+    :class:`tlbench.execution.Executor` subclass that runs tasks (source pretraining, grid cells)
+    somewhere: in this process, in worker processes, on a cluster. ``cls.options`` names the
+    settings it accepts (``workers``, ``devices``, ``ray_address``, ``threads``)."""

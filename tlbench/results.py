@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -108,5 +109,40 @@ def load_results(results_dir) -> list[dict]:
 
 
 def finished_run_ids(results_dir) -> set[str]:
-    """Run ids with a valid ``ok`` result: a rerun skips these."""
-    return {r["run_id"] for r in load_results(results_dir) if r["status"] == "ok"}
+    """Run ids with a valid ``ok`` result whose files are intact: a rerun skips these."""
+    done = set()
+    for path in sorted(Path(results_dir).glob(f"*/{RESULT_FILE}")):
+        result = read_result(path)
+        if result is not None and result["status"] == "ok" and artifacts_intact(path.parent, result):
+            done.add(result["run_id"])
+    return done
+
+
+ARTIFACTS = ("model.onnx", "model.int8.onnx", "model.pt")
+
+
+def sha256_file(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def artifact_digests(run_dir) -> dict:
+    """sha256 of every model file a run wrote, recorded in its result to verify on resume."""
+    return {name: sha256_file(Path(run_dir) / name) for name in ARTIFACTS if (Path(run_dir) / name).is_file()}
+
+
+def artifacts_intact(run_dir, result: dict) -> bool:
+    """True when every file named in ``result["artifacts"]`` exists with the recorded sha256."""
+    recorded = result.get("artifacts")
+    if recorded is None:
+        return True  # results written before digests were recorded
+    if not isinstance(recorded, dict):
+        return False
+    for name, digest in recorded.items():
+        path = Path(run_dir) / str(name)
+        if not path.is_file() or not isinstance(digest, str) or sha256_file(path) != digest:
+            return False
+    return True

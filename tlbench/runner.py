@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from tlbench import cache
+from tlbench import cache, claims
 from tlbench.contracts import TransferContext
 from tlbench.dataset_options import build_dataset, dataset_key
 from tlbench.data import adapt_inputs, adapted_preprocessing, backbone_input_shape, few_shot
@@ -18,7 +18,7 @@ from tlbench.model import build_model
 from tlbench.onnx_export import export_onnx, model_size_mb, ort_latency_ms, verify
 from tlbench.registry import Registry
 from tlbench.selection import SOURCE_VAL_FRACTION, SOURCE_VAL_MAX, holdout, make_selector
-from tlbench.results import RESULT_FILE, write_json_atomic
+from tlbench.results import RESULT_FILE, artifact_digests, write_json_atomic
 from tlbench.ort import session_settings
 from tlbench.quantize import int8_report
 from tlbench.speed import HostTensor, SpeedSettings, resolve_speed
@@ -110,6 +110,13 @@ class Runner:
         if spec.train.get("model_selection") == "source-val":  # trained without the held-out slice
             key["source_val_holdout"] = [SOURCE_VAL_FRACTION, SOURCE_VAL_MAX]
         path = cache.cache_path(self.results_dir, key)
+        lock = claims.wait_claim(cache.lock_path(path))  # one process trains it; the others wait, then load it
+        try:
+            return self._source_state_at(path, spec, backbone, shape, num_classes, source_train, speed)
+        finally:
+            lock.release(remove=False)
+
+    def _source_state_at(self, path, spec, backbone, shape, num_classes, source_train, speed) -> tuple[dict, dict]:
         state = cache.load_state(path)
         if state is not None:
             return state, {"source_cached": True, "source_train_seconds": 0.0}
@@ -130,6 +137,17 @@ class Runner:
             "source_train_seconds": round(stats.seconds, 4),
         }
 
+    def prepare_source(self, spec: RunSpec) -> dict:
+        """Train (or find cached) the source model ``spec`` needs: the first phase of a grid, so
+        each source model is trained once and shared. Mirrors the first lines of ``_run``."""
+        speed = resolve_speed(spec.train, self.device)
+        speed.configure_backends()
+        backbone, tgt_ds, shape, data = self._inputs(spec, speed)
+        if spec.train.get("model_selection") == "source-val":
+            data["source_train"], _ = holdout(data["source_train"], _seed_generator(spec.seed, 4))
+        _, info = self.source_state(spec, backbone, shape, len(tgt_ds.classes), data["source_train"], speed)
+        return info
+
     # -- one cell -----------------------------------------------------------------------------
     def run_dir(self, spec: RunSpec) -> Path:
         return self.results_dir / spec.dirname
@@ -142,6 +160,7 @@ class Runner:
         try:
             record.update(self._run(spec, run_dir))
             record["status"] = "ok"
+            record["artifacts"] = artifact_digests(run_dir)  # verified before a rerun skips this cell
         except KeyboardInterrupt:
             record.update(status="interrupted", error="interrupted by the user", finished_at=_now())
             write_json_atomic(run_dir / RESULT_FILE, record)

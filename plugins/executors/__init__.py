@@ -1,0 +1,1 @@
+"""First-party executors: local (in-process), processes (worker pool), ray (cluster)."""
