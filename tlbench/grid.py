@@ -346,6 +346,9 @@ def expand(config: dict, registry: Registry) -> list[RunSpec]:
             continue
         entry = registry.get(kind, name)
         options[(kind, name)] = resolve_options(f"{SINGULAR[kind]} {name!r}", entry.defaults, given)
+        check = entry.meta.get("check_options") if kind != "backbones" else None
+        if callable(check):  # value checks beyond types (backbones are checked below, defaults included)
+            check(options[(kind, name)])
     data_names = [v.split(":")[0] for v in lists["source"] + lists["target"] if v.count(":") == 1]
     data_names += [name for kind, name in routed if kind == "datasets"]
     data_opts = {n: resolve_dataset_options(registry, n, config, routed.get(("datasets", n))) for n in dict.fromkeys(data_names)}

@@ -29,6 +29,12 @@ class SmallCNN(nn.Module):
     def forward(self, x):
         return self.features(x)
 
+    def stages(self) -> list[nn.Module]:
+        """The three conv blocks, input first (see tlbench.stages); ``partial`` freezes two."""
+        return [self.features[0:4], self.features[4:8], self.features[8:]]
+
+    default_freeze = 2
+
 
 @hookimpl
 def register_backbones(register):

@@ -134,6 +134,16 @@ class TorchvisionFeatures(nn.Module):
     def forward(self, x):
         return self.net(x)
 
+    def stages(self) -> list[nn.Module] | None:
+        """Blocks from input to output (see tlbench.stages): ResNet stem + layer1..4; MobileNet and
+        EfficientNet the children of ``features``; VGG none (split by registration order)."""
+        net = self.net
+        if hasattr(net, "layer1"):
+            return [nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool), net.layer1, net.layer2, net.layer3, net.layer4]
+        if hasattr(net, "features") and not any(isinstance(m, nn.MaxPool2d) for m in net.features):
+            return list(net.features.children())
+        return None
+
 
 def _last_linear(classifier: nn.Module) -> nn.Linear:
     return next(m for m in classifier.modules() if isinstance(m, nn.Linear))
