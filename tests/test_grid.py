@@ -44,7 +44,7 @@ def test_shots_all_and_zero(registry):
     [
         ({"backbone": ["smalcnn"]}, "unknown backbone 'smalcnn'; known: smallcnn, "),
         ({"strategy": ["finetuned"]}, "unknown strategy 'finetuned'; known: finetune"),
-        ({"loss": ["dan"]}, "unknown adaptation loss 'dan'; known: dann"),
+        ({"loss": ["dann2"]}, "unknown adaptation loss 'dann2'; known: dann, "),
         ({"source": ["digits:svhn"]}, "unknown domain of dataset 'digits' 'svhn'"),
         ({"source": ["digitz:mnist"]}, "unknown dataset 'digitz'; known: digits"),
         ({"source": ["mnist"]}, "must be DATASET:DOMAIN"),
