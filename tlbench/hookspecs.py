@@ -14,6 +14,12 @@ def register_backbones(register):
     ``(batch, out_features)`` tensor and exposing ``out_features``. Optional meta:
     ``input_size`` (preferred H, W), ``in_channels`` (required channel count), ``defaults``
     (option defaults), ``description``.
+
+    Optional depth convention (used by depth-aware strategies such as ``partial`` and
+    ``discriminative-lr``; see :mod:`tlbench.stages`): the module may define ``stages()``
+    returning its blocks from input to output as ``nn.Module`` objects, and ``default_freeze``
+    (how many bottom stages ``partial`` freezes). Without them the parameters are split into
+    stages in registration order.
     """
 
 
@@ -29,7 +35,9 @@ def register_datasets(register):
 @hookspec
 def register_strategies(register):
     """Register transfer strategies: ``register(name, cls)`` with ``cls`` a
-    :class:`tlbench.contracts.Strategy` subclass (what trains, at which learning rate, how)."""
+    :class:`tlbench.contracts.Strategy` subclass (what trains, at which learning rate, how).
+    Optional meta ``check_options(options)`` raises ``UserError`` for bad hyperparameter values
+    before any training (types are already checked against the class's ``defaults``)."""
 
 
 @hookspec
