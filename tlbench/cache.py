@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -31,7 +32,9 @@ def save_state(path, state: dict) -> None:
 def load_state(path) -> dict | None:
     """A cached state dict, or None when missing or corrupt (never unpickles code)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a hand-made pickle makes the safe unpickler warn before refusing it
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         return None
     except Exception:
