@@ -139,3 +139,43 @@ def test_ctrl_c_marks_cells_in_flight_and_says_how_to_resume(tmp_path):
     statuses = [v[0] for v in summary(tmp_path).values()]
     assert "interrupted" in statuses
     assert not list(tmp_path.glob("*/.claim"))
+
+
+HOSTILE_LOSSES = '''
+import os
+import torch
+from tlbench import hookimpl
+from tlbench.contracts import AdaptationLoss
+
+
+class NanLoss(AdaptationLoss):
+    def forward(self, batch):
+        return batch.source_features.sum() * float("nan")
+
+
+class KillWorker(AdaptationLoss):
+    def forward(self, batch):
+        os._exit(3)  # the process dies without a word, like an OOM kill
+
+
+@hookimpl
+def register_adaptation_losses(register):
+    register("nanloss", NanLoss)
+    register("killworker", KillWorker)
+'''
+
+
+def test_processes_executor_isolates_nan_and_dying_workers(tmp_path):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "hostile_losses.py").write_text(HOSTILE_LOSSES)
+    grid = [a if a != "finetune,scratch" else "finetune" for a in GRID]
+    grid = [a if a != "0,1" else "0" for a in grid]
+    proc = run_cli("--plugins-dir", plugins, *grid, "--loss", "none,nanloss,killworker", "--results-dir", tmp_path / "runs",
+                   "--executor", "processes", "--workers", "2")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    by_loss = {json.loads(p.read_text())["loss"]: json.loads(p.read_text()) for p in (tmp_path / "runs").glob("*/result.json")}
+    assert by_loss["none"]["status"] == "ok"
+    assert by_loss["nanloss"]["status"] == "failed" and "NonFiniteLoss" in by_loss["nanloss"]["error"]
+    assert by_loss["killworker"]["status"] == "failed" and "worker process died" in by_loss["killworker"]["error"]
+    assert "failed or interrupted runs" in proc.stdout

@@ -12,10 +12,13 @@ import multiprocessing
 import os
 import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 
 from tlbench import hookimpl, worker
-from tlbench.execution import Executor, default_threads
+from tlbench.execution import Executor, Task, default_threads
+
+MAX_RETRIES = 1  # a task whose worker died is run once more before it is recorded as crashed
 
 _DEVICE: str | None = None
 
@@ -52,27 +55,45 @@ class ProcessExecutor(Executor):
         self.workers = settings.workers or (len(gpus) if gpus else max(1, os.cpu_count() or 1))
         threads = settings.threads or default_threads(self.workers)
         self.config = replace(config, threads=threads)
+        self.pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
         ctx = multiprocessing.get_context("spawn")  # fork after torch/CUDA init is unsafe
         slots = ctx.Queue()
         for i in range(self.workers):
             slots.put(self.devices[i % len(self.devices)])
-        self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker, initargs=(slots,))
+        return ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker, initargs=(slots,))
 
     def describe(self) -> str:
         return f"{self.workers} worker processes on {', '.join(self.devices)} ({self.config.threads} CPU threads each)"
 
     def run_tasks(self, tasks):
         futures = {self.pool.submit(_run, task, self.config): task for task in tasks}
+        crashes: dict[Task, int] = {}
         try:
             while futures:
                 done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                retry = []
                 for future in done:
                     task = futures.pop(future)
                     try:
                         outcome = future.result()
-                    except Exception as exc:  # the worker process died (OOM, segfault)
-                        outcome = {"status": "crashed", "error": f"worker process died: {type(exc).__name__}: {exc}"}
+                    except BrokenProcessPool as exc:  # a worker died (OOM, segfault, os._exit)
+                        # every task in the pool fails with it: retry each once on a fresh pool,
+                        # so only a task that kills its worker twice is recorded as crashed
+                        crashes[task] = crashes.get(task, 0) + 1
+                        if crashes[task] <= MAX_RETRIES:
+                            retry.append(task)
+                            continue
+                        outcome = {"status": "crashed", "error": f"worker process died running it ({exc})"}
+                    except Exception as exc:
+                        outcome = {"status": "crashed", "error": f"{type(exc).__name__}: {exc}"}
                     yield task, outcome
+                if retry:
+                    retry += [futures.pop(f) for f in list(futures)]
+                    self.pool.shutdown(wait=True, cancel_futures=True)
+                    self.pool = self._new_pool()
+                    futures = {self.pool.submit(_run, task, self.config): task for task in retry}
         except BaseException:
             self._stop()
             raise
