@@ -24,7 +24,9 @@ def marginal_entropy(logits: torch.Tensor) -> torch.Tensor:
 class EntropyMinimisation(AdaptationLoss):
     """Mean target prediction entropy, minus ``diversity`` x the entropy of the mean prediction."""
 
-    defaults = {"weight": 0.1, "diversity": 0.0}
+    # diversity 1.0: plain entropy minimisation collapsed classes on the validation pair
+    # (uci -> mnist: 14.6% vs 24.0% source-only; with diversity 1.0: 25.1%).
+    defaults = {"weight": 0.1, "diversity": 1.0}
 
     def forward(self, batch):
         loss = prediction_entropy(batch.target_logits).mean()
