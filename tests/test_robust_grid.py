@@ -126,8 +126,10 @@ def test_two_runs_on_one_results_dir_do_not_duplicate_cells(reference, tmp_path)
 
 
 def test_ctrl_c_marks_cells_in_flight_and_says_how_to_resume(tmp_path):
+    # a shell's background job inherits SIGINT ignored; give the child the normal Ctrl-C behaviour
     proc = subprocess.Popen([sys.executable, "-m", "tlbench.cli", *map(str, GRID), "--results-dir", str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "250"})
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "250"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not any(tmp_path.glob("*/.claim")):
         assert proc.poll() is None and time.monotonic() < deadline, "no cell started"

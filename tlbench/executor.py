@@ -68,6 +68,9 @@ def run_grid(specs, registry, results_dir, device: str, console: Console | None 
     todo = [s for s in specs if s.run_id not in done]
     source_tasks, cell_tasks = plan(todo)
     left = sum(claims.left_behind(worker.claim_path(results_dir, s)) for s in todo)
+    for spec in specs:  # killed between writing its result and dropping its claim: tidy up
+        if spec.run_id in done and claims.left_behind(worker.claim_path(results_dir, spec)):
+            Path(worker.claim_path(results_dir, spec)).unlink(missing_ok=True)
     config = WorkerConfig(str(results_dir), tuple(str(Path(d).resolve()) for d in plugins_dirs), device, settings.threads)
     progress = Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

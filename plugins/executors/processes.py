@@ -9,6 +9,7 @@ flight as interrupted.
 from __future__ import annotations
 
 import multiprocessing
+from collections import deque
 import os
 import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -16,9 +17,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 
 from tlbench import hookimpl, worker
-from tlbench.execution import Executor, Task, default_threads
-
-MAX_RETRIES = 1  # a task whose worker died is run once more before it is recorded as crashed
+from tlbench.execution import Executor, default_threads
 
 _DEVICE: str | None = None
 
@@ -68,32 +67,40 @@ class ProcessExecutor(Executor):
         return f"{self.workers} worker processes on {', '.join(self.devices)} ({self.config.threads} CPU threads each)"
 
     def run_tasks(self, tasks):
-        futures = {self.pool.submit(_run, task, self.config): task for task in tasks}
-        crashes: dict[Task, int] = {}
+        """At most ``workers`` tasks in flight. When a worker dies, the tasks that were running
+        with it are suspects: each runs again alone, and only one that kills its worker alone is
+        recorded as crashed; the rest of the grid goes on."""
+        queue, suspects, inflight = deque(tasks), deque(), {}
         try:
-            while futures:
-                done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                retry = []
+            while queue or suspects or inflight:
+                if suspects:
+                    if not inflight:
+                        task = suspects.popleft()
+                        inflight[self.pool.submit(_run, task, self.config)] = (task, True)
+                else:
+                    while queue and len(inflight) < self.workers:
+                        task = queue.popleft()
+                        inflight[self.pool.submit(_run, task, self.config)] = (task, False)
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                broken = False
                 for future in done:
-                    task = futures.pop(future)
+                    task, alone = inflight.pop(future)
                     try:
                         outcome = future.result()
                     except BrokenProcessPool as exc:  # a worker died (OOM, segfault, os._exit)
-                        # every task in the pool fails with it: retry each once on a fresh pool,
-                        # so only a task that kills its worker twice is recorded as crashed
-                        crashes[task] = crashes.get(task, 0) + 1
-                        if crashes[task] <= MAX_RETRIES:
-                            retry.append(task)
+                        broken = True
+                        if not alone:
+                            suspects.append(task)
                             continue
                         outcome = {"status": "crashed", "error": f"worker process died running it ({exc})"}
                     except Exception as exc:
                         outcome = {"status": "crashed", "error": f"{type(exc).__name__}: {exc}"}
                     yield task, outcome
-                if retry:
-                    retry += [futures.pop(f) for f in list(futures)]
+                if broken:
+                    suspects.extend(task for task, _ in inflight.values())
+                    inflight.clear()
                     self.pool.shutdown(wait=True, cancel_futures=True)
                     self.pool = self._new_pool()
-                    futures = {self.pool.submit(_run, task, self.config): task for task in retry}
         except BaseException:
             self._stop()
             raise
