@@ -63,14 +63,18 @@ def _lock(path: Path, blocking: bool) -> Claim | None:
         # The previous holder may have unlinked the file between our open and our lock:
         # then we locked an orphan inode and must retry on the file now at ``path``.
         try:
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            os.ftruncate(fd, 0)
-            os.write(fd, json.dumps(holder_info()).encode())
-            os.fsync(fd)
-            return Claim(path, fd)
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, json.dumps(holder_info()).encode())
+                os.fsync(fd)
+                return Claim(path, fd)
+        except BaseException:  # Ctrl-C right here must not leave the lock held by a lost fd
+            os.close(fd)
+            raise
         os.close(fd)
 
 

@@ -66,15 +66,18 @@ def execute(task: Task, config: WorkerConfig) -> dict:
         return {"status": "ok", **info, **where}
     spec = task.spec
     run_dir = str(runner.run_dir(spec))
-    claim = claims.try_claim(claim_path(config.results_dir, spec))
-    if claim is None:
-        return {"status": "claimed", "holder": claims.holder(claim_path(config.results_dir, spec)), **where}
+    claim = None
     try:
+        claim = claims.try_claim(claim_path(config.results_dir, spec))
+        if claim is None:
+            return {"status": "claimed", "holder": claims.holder(claim_path(config.results_dir, spec)), **where}
         if finished(run_dir, spec.run_id):  # another process finished it after this grid was planned
+            claim.release()
             return {"status": "skipped", **where}
         record = runner.run(spec)
     except BaseException:
-        claim.release(remove=False)  # left behind: tells the core this cell was in flight
+        if claim is not None:
+            claim.release(remove=False)  # left behind: tells the core this cell was in flight
         raise
     claim.release()
     return {
