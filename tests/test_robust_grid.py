@@ -90,7 +90,6 @@ def test_sigkill_at_several_moments_then_resume_gives_the_same_results(reference
         ("in the middle of a cell", lambda: any(tmp_path.glob("*/.claim"))),
         ("right after a model file was written", lambda: any(
             (p.parent / "result.json").exists() is False for p in tmp_path.glob("*/model.pt"))),
-        ("after another cell finished", lambda: ok() >= 3),
     ]
     killed = []
     for what, condition in moments:
@@ -100,7 +99,7 @@ def test_sigkill_at_several_moments_then_resume_gives_the_same_results(reference
         if _kill_when(_start(tmp_path), condition):
             killed.append(what)
             assert ok() < CELLS
-    assert len(killed) >= 3, f"the grid finished before most kill points: {killed}"
+    assert len(killed) == 3, f"the grid finished before a kill point: {killed}"
     # nothing half-written is ever read as a result
     for path in tmp_path.glob("*/result.json"):
         json.loads(path.read_text())
