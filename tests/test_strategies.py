@@ -256,8 +256,8 @@ def test_strategy_hyperparameters_reach_the_run_id_and_result(registry, tmp_path
     assert tuned.run_id != default.run_id
 
     proc = run_cli("--plugins-dir", TOY_PLUGINS, "run", "--backbone", "smallcnn", "--source", "toy:a",
-                   "--target", "toy:b", "--strategy", "l2sp,lp-ft", "--loss", "none", "--shots", "5",
-                   "--results-dir", tmp_path, "--set", "smallcnn.width=8", "--set", "l2sp.alpha=0.5",
+                   "--target", "toy:b", "--strategy", "l2sp,lp-ft,instance-weighting,partial", "--loss", "none",
+                   "--shots", "5", "--results-dir", tmp_path, "--set", "smallcnn.width=8", "--set", "l2sp.alpha=0.5",
                    "--set", "lp-ft.lp_fraction=0.25", "--set", "train.int8=false", *FAST_TRAIN)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = {r["strategy"]: r for r in read_results(tmp_path)}
@@ -267,6 +267,12 @@ def test_strategy_hyperparameters_reach_the_run_id_and_result(registry, tmp_path
     assert "phase linear-probe" in proc.stdout and "phase finetune" in proc.stdout
     assert json.loads(json.dumps(results["l2sp"]["strategy_options"])) == {
         "alpha": 0.5, "beta": 0.01, "backbone_lr_scale": 0.1, "reset_head": False}
+    # what a strategy did is recorded beside its options
+    weighting = results["instance-weighting"]["strategy_summary"]
+    assert weighting["source_batches"] == 4 and weighting["weight_min"] < 1 < weighting["weight_max"]
+    assert 0 < weighting["effective_sample_size"] < weighting["source_examples"]
+    assert results["partial"]["strategy_summary"]["frozen_stages"] >= 1
+    assert results["l2sp"]["strategy_summary"] == {}
 
     bad = run_cli("--plugins-dir", TOY_PLUGINS, "run", "--backbone", "smallcnn", "--source", "toy:a",
                   "--target", "toy:b", "--strategy", "discriminative-lr", "--loss", "none", "--shots", "5",

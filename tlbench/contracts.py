@@ -157,6 +157,11 @@ class Strategy(nn.Module):
         """Loss on a labeled source batch (only called when ``uses_source_labels``)."""
         return F.cross_entropy(model.head(features), labels)
 
+    def summary(self) -> dict:
+        """JSON-ready facts about what the strategy did (stages frozen, weight statistics...),
+        recorded in result.json as ``strategy_summary``; empty by default."""
+        return {}
+
 
 @dataclass
 class AdaptationBatch:

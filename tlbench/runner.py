@@ -137,14 +137,21 @@ class Runner:
             "source_train_seconds": round(stats.seconds, 4),
         }
 
-    def prepare_source(self, spec: RunSpec) -> dict:
-        """Train (or find cached) the source model ``spec`` needs: the first phase of a grid, so
-        each source model is trained once and shared. Mirrors the first lines of ``_run``."""
+    def _prepared(self, spec: RunSpec):
+        """Speed settings, backbone, target dataset, input shape, device data and the source
+        validation slice (None unless ``model_selection = "source-val"``) for one cell."""
         speed = resolve_speed(spec.train, self.device)
         speed.configure_backends()
         backbone, tgt_ds, shape, data = self._inputs(spec, speed)
+        source_val = None
         if spec.train.get("model_selection") == "source-val":
-            data["source_train"], _ = holdout(data["source_train"], _seed_generator(spec.seed, 4))
+            data["source_train"], source_val = holdout(data["source_train"], _seed_generator(spec.seed, 4))
+        return speed, backbone, tgt_ds, shape, data, source_val
+
+    def prepare_source(self, spec: RunSpec) -> dict:
+        """Train (or find cached) the source model ``spec`` needs: the first phase of a grid, so
+        each source model is trained once and shared."""
+        speed, backbone, tgt_ds, shape, data, _ = self._prepared(spec)
         _, info = self.source_state(spec, backbone, shape, len(tgt_ds.classes), data["source_train"], speed)
         return info
 
@@ -196,13 +203,8 @@ class Runner:
         }
 
     def _run(self, spec: RunSpec, run_dir: Path) -> dict:
-        speed = resolve_speed(spec.train, self.device)
-        speed.configure_backends()
-        backbone, tgt_ds, shape, data = self._inputs(spec, speed)
+        speed, backbone, tgt_ds, shape, data, source_val = self._prepared(spec)
         num_classes = len(tgt_ds.classes)
-        source_val = None
-        if spec.train.get("model_selection") == "source-val":
-            data["source_train"], source_val = holdout(data["source_train"], _seed_generator(spec.seed, 4))
         source_state, source_info = self.source_state(spec, backbone, shape, num_classes, data["source_train"], speed)
         strategy = self.registry.get("strategies", spec.strategy).obj(**spec.strategy_options)
         loss = self.registry.get("adaptation_losses", spec.loss).obj(**spec.loss_options)
@@ -250,6 +252,7 @@ class Runner:
             "train_seconds": round(stats.seconds, 4),
             "train_samples_per_s": round(stats.samples_per_s, 1),
             "train_phases": stats.phases,
+            "strategy_summary": strategy.summary(),
             "final_loss_terms": stats.last_terms,
             "model_selection": spec.train.get("model_selection", "last"),
             **(selector.as_dict() if selector is not None else {}),

@@ -85,11 +85,19 @@ class InstanceWeighting(FineTune):
         logits = domain_logits(source, target, self.hparams["domain_l2"], ctx.generator)
         self.weights = importance_weights(logits, self.hparams["clip"]).to(ctx.device)
         self.source_batches = 0
-        ess = effective_sample_size(self.weights)
+        self.weight_stats = {
+            "weight_min": round(float(self.weights.min()), 4),
+            "weight_max": round(float(self.weights.max()), 4),
+            "effective_sample_size": round(effective_sample_size(self.weights), 1),
+            "source_examples": len(self.weights),
+        }
         ctx.log(
             f"instance-weighting: source weights min {self.weights.min():.3g} max {self.weights.max():.3g}, "
-            f"effective sample size {ess:.0f} of {len(self.weights)}"
+            f"effective sample size {self.weight_stats['effective_sample_size']:.0f} of {len(self.weights)}"
         )
+
+    def summary(self):
+        return {**self.weight_stats, "source_batches": self.source_batches}
 
     def phases(self, model, ctx):
         groups = [

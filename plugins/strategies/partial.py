@@ -39,12 +39,16 @@ class Partial(FineTune):
         stages = backbone_stages(model.backbone)
         frozen = frozen_stage_count(self.hparams["freeze"], model.backbone, len(stages))
         trained = [p for stage in stages[frozen:] for p in stage]
+        self.frozen_stages = {"frozen_stages": frozen, "backbone_stages": len(stages)}
         ctx.log(f"partial: {frozen} of {len(stages)} backbone stages frozen")
         groups = [
             {"params": trained, "lr": ctx.lr * self.hparams["backbone_lr_scale"]},
             {"params": list(model.head.parameters()), "lr": ctx.lr},
         ]
         return [Phase("partial", groups, ctx.steps)]
+
+    def summary(self):
+        return dict(getattr(self, "frozen_stages", {}))
 
 
 def _check_options(options: dict) -> None:
