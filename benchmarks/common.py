@@ -6,10 +6,10 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent.parent / "results" / "benchmarks"
-NOTE = "Timings on a shared 2-core CPU machine (other jobs running); medians of repeated measurements."
 
 
 def machine() -> dict:
@@ -30,8 +30,14 @@ def machine() -> dict:
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "versions": versions(),
-        "note": NOTE,
+        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
     }
+
+
+def source_trainings(log: str) -> list[float]:
+    """Seconds of each source-model training announced in a `tlbench run` log. Source models
+    are trained in the grid's first phase, so the cells themselves all report them as cached."""
+    return [float(m) for m in re.findall(r"trained source model .*? in ([0-9.]+)s", log)]
 
 
 def write(name: str, data: dict, table: list[list], header: list[str], summary: str) -> None:
@@ -42,7 +48,7 @@ def write(name: str, data: dict, table: list[list], header: list[str], summary: 
     m = data["machine"]
     lines = [f"# {name}", "", summary, "", f"Machine: {m['cpu']} ({m['cpus_available']} CPUs, torch threads {m['torch_threads']}), "
              f"GPU: {m['gpu'] or 'none'}; {m['date']}; torch {m['versions'].get('torch')}, "
-             f"onnxruntime {m['versions'].get('onnxruntime-gpu') or m['versions'].get('onnxruntime')}. {m['note']}", "",
+             f"onnxruntime {m['versions'].get('onnxruntime-gpu') or m['versions'].get('onnxruntime')}; load average {m['load_average_1m_at_start']} at start.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in table]
     (OUT / f"{name}{suffix}.md").write_text("\n".join(lines) + "\n")

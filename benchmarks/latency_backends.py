@@ -44,7 +44,7 @@ def measure(registry, name, tmp):
     model.eval()
     fp32, int8 = Path(tmp) / f"{name}.onnx", Path(tmp) / f"{name}.int8.onnx"
     export_onnx(model, test_x[:2], fp32, {}, dynamo=False)
-    method = quantize_model(fp32, int8, train_x.numpy(), ds.preprocessing.modality)
+    method = quantize_model(fp32, int8, train_x.numpy())
     s32, s8 = make_session(fp32)[0], make_session(int8)[0]
     x1, x64 = test_x[:1].contiguous(), test_x[:64].contiguous()
     row = {"backbone": name, "input_shape": list(shape), "int8_method": method,

@@ -39,9 +39,9 @@ def digits_run(tmp_path_factory):
     return result, run_dir
 
 
-def test_choice_of_quantization_follows_input_not_names():
-    assert choose_method(4) == STATIC and choose_method(3) == DYNAMIC
-    assert choose_method(3, "image") == STATIC and choose_method(4, "sequence") == DYNAMIC
+def test_choice_of_quantization_follows_the_graph_not_names():
+    assert choose_method(["Conv", "Relu", "Gemm"]) == STATIC  # 2-D or 1-D CNN alike
+    assert choose_method(["Transpose", "GRU", "Gemm"]) == DYNAMIC and choose_method(["LSTM"]) == DYNAMIC
 
 
 def test_static_int8_cnn_loads_and_classifies(registry, tmp_path):
@@ -52,7 +52,7 @@ def test_static_int8_cnn_loads_and_classifies(registry, tmp_path):
     pretrain_source(model, train, 5, 32, 0.01, torch.Generator().manual_seed(0))
     fp32, int8 = tmp_path / "m.onnx", tmp_path / "m.int8.onnx"
     export_onnx(model, test.x[:2], fp32, {"tlbench.labels": ["zero", "one", "two"]}, dynamo=False)
-    method = quantize_model(fp32, int8, train.x.numpy(), "image")
+    method = quantize_model(fp32, int8, train.x.numpy())
     assert method == STATIC
     session, provider = make_session(int8, "cpu")
     assert provider == "CPUExecutionProvider"
@@ -84,12 +84,36 @@ def test_dynamic_int8_rnn_loads_and_keeps_dynamic_length(tmp_path):
     model = TinyGRU().eval()
     fp32, int8 = tmp_path / "g.onnx", tmp_path / "g.int8.onnx"
     export_onnx(model, torch.randn(2, 10, 4), fp32, {}, dynamo=False)
-    assert quantize_model(fp32, int8, None, "sequence") == DYNAMIC
+    assert quantize_model(fp32, int8, None) == DYNAMIC
     session, _ = make_session(int8)
     x = torch.randn(5, 17, 4)  # another batch size and sequence length
     with torch.no_grad():
         ref = model(x).numpy()
     out = _logits(session, x.numpy())
+    assert out.shape == (5, 3) and np.max(np.abs(out - ref)) < 0.1
+
+
+class TinyCNN1d(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv1d(4, 16, 3, padding=1)
+        self.head = torch.nn.Linear(16, 3)
+
+    def forward(self, x):  # (batch, time, features), like the sequence backbones
+        return self.head(torch.relu(self.conv(x.transpose(1, 2))).mean(2))
+
+
+def test_sequence_cnn_takes_the_static_path_and_keeps_dynamic_length(tmp_path):
+    torch.manual_seed(0)
+    model = TinyCNN1d().eval()
+    fp32, int8 = tmp_path / "c.onnx", tmp_path / "c.int8.onnx"
+    export_onnx(model, torch.randn(2, 10, 4), fp32, {}, dynamo=False)
+    assert quantize_model(fp32, int8, torch.randn(64, 10, 4).numpy()) == STATIC
+    assert any(n.op_type == "QuantizeLinear" for n in __import__("onnx").load(str(int8)).graph.node)
+    x = torch.randn(5, 23, 4)  # another batch size and sequence length
+    with torch.no_grad():
+        ref = model(x).numpy()
+    out = _logits(make_session(int8)[0], x.numpy())
     assert out.shape == (5, 3) and np.max(np.abs(out - ref)) < 0.1
 
 
@@ -101,7 +125,7 @@ def test_int8_failure_is_recorded_not_raised(tmp_path, monkeypatch):
 
     monkeypatch.setattr(quantize, "quantize_model", broken)
     x = np.zeros((2, 1, 8, 8), np.float32)
-    report = int8_report(tmp_path / "m.onnx", tmp_path / "m.int8.onnx", calibration=x, modality="image", test_x=x,
+    report = int8_report(tmp_path / "m.onnx", tmp_path / "m.int8.onnx", calibration=x, test_x=x,
                          test_y=np.zeros(2, np.int64), fp32_acc=1.0, latency_inputs=(x[:1], x))
     assert report == {"int8_error": "RuntimeError: no kernel"}
 

@@ -72,7 +72,7 @@ def export_run(run_dir, registry, output=None, int8: bool = True, dynamo: bool |
         calibration = calibration.cpu().numpy() if hasattr(calibration, "cpu") else np.asarray(calibration)
         report = int8_report(
             path, path.with_name(path.stem + ".int8.onnx") if output else run_dir / INT8_FILE,
-            calibration=calibration, modality=dataset.preprocessing.modality, test_x=x_np, test_y=test.y.numpy(),
+            calibration=calibration, test_x=x_np, test_y=test.y.numpy(),
             fp32_acc=check["onnx_target_acc"], latency_inputs=(x_np[:1], x_np[:64]), repeats=3, batch_size=batch,
             seed=spec.seed,
         )

@@ -285,7 +285,7 @@ class Runner:
         if train.get("int8", True):
             int8 = int8_report(
                 onnx_path, run_dir / INT8_FILE, calibration=None if calibration is None else calibration.cpu().numpy(),
-                modality=dataset.preprocessing.modality, test_x=test.x.cpu().numpy(), test_y=test.y.cpu().numpy(),
+                test_x=test.x.cpu().numpy(), test_y=test.y.cpu().numpy(),
                 fp32_acc=check["onnx_target_acc"], latency_inputs=(x1, xn), device=self.device, repeats=repeats,
                 batch_size=train["eval_batch_size"], seed=spec.seed,
             )

@@ -14,10 +14,18 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision import models
 
 from tlbench import hookimpl
 from tlbench.errors import UserError
+
+
+def _models():
+    """torchvision.models, imported on first use: it costs seconds, and listing plugins or
+    validating a grid needs none of it."""
+    from torchvision import models
+
+    return models
+
 
 SMALL_INPUT = 64  # below this side length, `small_input_stem` keeps full resolution in the stem
 
@@ -27,7 +35,7 @@ def _looks_like_path(weights: str) -> bool:
 
 
 def _weights_enum(arch: str, name: str):
-    enum = models.get_model_weights(arch)
+    enum = _models().get_model_weights(arch)
     try:
         return enum[name]
     except KeyError:
@@ -100,7 +108,7 @@ class TorchvisionFeatures(nn.Module):
     def __init__(self, input_shape, arch: str, weights: str = "", small_input_stem: bool = False):
         super().__init__()
         channels, height, width = input_shape
-        net = getattr(models, arch)(weights=None)
+        net = getattr(_models(), arch)(weights=None)
         self.weights_info = "random"
         if weights:
             state, self.weights_info = load_weights(arch, weights)
