@@ -163,10 +163,16 @@ def test_corrupted_results_models_and_cache_are_recomputed_never_unpickled(finis
     buffer = io.BytesIO()
     pickle.dump({"weight": _Boom(marker)}, buffer)
     cache.write_bytes(buffer.getvalue())
+    # 4. temp files a writer killed mid-write leaves behind (atomic_write_bytes' naming)
+    stale = [cells[0] / ".result.json.k1ll3d.tmp", cells[1] / ".model.onnx.k1ll3d.tmp",
+             cache.parent / f".{cache.name}.k1ll3d.tmp"]
+    for path in stale:
+        path.write_bytes(b"half")
 
     code = main([*TOY, "run", *CELL, "--strategy", "finetune,scratch", "--results-dir", str(runs), *FAST])
     assert code == 0
     assert not marker.exists(), "a cached file was unpickled with code execution"
+    assert not [path for path in stale if path.exists()], "stale temp files survived the rerun"
     assert isinstance(torch.load(cache, weights_only=True), dict)  # retrained and cached again
     for cell in cells:
         after = read_result(cell / "result.json")

@@ -54,6 +54,16 @@ def atomic_write_bytes(path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+def remove_stale_temps(directory, name: str = "*") -> int:
+    """Delete temp files that ``atomic_write_bytes`` left in ``directory`` for ``name`` when its
+    process was killed mid-write. Call only while holding the claim on what lives there."""
+    removed = 0
+    for stale in Path(directory).glob(f".{name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def _clean(value):
     """JSON-safe copy: NaN/inf become None (strict JSON has no NaN)."""
     if isinstance(value, float) and not math.isfinite(value):

@@ -18,7 +18,7 @@ from tlbench.model import build_model
 from tlbench.onnx_export import export_onnx, model_size_mb, ort_latency_ms, verify
 from tlbench.registry import Registry
 from tlbench.selection import SOURCE_VAL_FRACTION, SOURCE_VAL_MAX, holdout, make_selector
-from tlbench.results import RESULT_FILE, artifact_digests, write_json_atomic
+from tlbench.results import RESULT_FILE, artifact_digests, remove_stale_temps, write_json_atomic
 from tlbench.ort import session_settings
 from tlbench.quantize import int8_report
 from tlbench.speed import HostTensor, SpeedSettings, resolve_speed
@@ -111,6 +111,7 @@ class Runner:
             key["source_val_holdout"] = [SOURCE_VAL_FRACTION, SOURCE_VAL_MAX]
         path = cache.cache_path(self.results_dir, key)
         lock = claims.wait_claim(cache.lock_path(path))  # one process trains it; the others wait, then load it
+        remove_stale_temps(path.parent, path.name)
         try:
             return self._source_state_at(path, spec, backbone, shape, num_classes, source_train, speed)
         finally:
@@ -164,6 +165,7 @@ class Runner:
         record = self._base_record(spec)
         run_dir = self.run_dir(spec)
         run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(run_dir)  # left by a process killed mid-write; this cell is ours now
         try:
             record.update(self._run(spec, run_dir))
             record["status"] = "ok"
