@@ -26,7 +26,7 @@ from tlbench.timing import median_ms  # noqa: E402
 from tlbench.train import pretrain_source, predict_logits  # noqa: E402
 
 DATASETS = {"image": ("digits", "uci"), "sequence": ("synthseq", None)}
-REPEATS_B1, REPEATS_B64, TRAIN_STEPS = 30, 10, 40
+REPEATS_B1, REPEATS_B64, TRAIN_STEPS = 30, 10, 150
 
 
 def measure(registry, name, tmp):
