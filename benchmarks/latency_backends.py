@@ -10,7 +10,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -19,7 +18,7 @@ from common import machine, write  # noqa: E402
 from tlbench.data import adapt_inputs, backbone_input_shape  # noqa: E402
 from tlbench.model import build_model  # noqa: E402
 from tlbench.onnx_export import export_onnx  # noqa: E402
-from tlbench.ort import make_session, session_settings  # noqa: E402
+from tlbench.ort import make_session, ort_latency_ms, ort_logits, session_settings  # noqa: E402
 from tlbench.plugins import load_plugins  # noqa: E402
 from tlbench.quantize import quantize_model  # noqa: E402
 from tlbench.timing import median_ms  # noqa: E402
@@ -53,14 +52,12 @@ def measure(registry, name, tmp):
         row["torch_b1"] = median_ms(lambda: model(x1), REPEATS_B1)
         row["torch_b64"] = median_ms(lambda: model(x64), REPEATS_B64)
     for tag, s in (("ort", s32), ("int8", s8)):
-        inp = s.get_inputs()[0].name
-        row[f"{tag}_b1"] = median_ms(lambda: s.run(None, {inp: x1.numpy()}), REPEATS_B1)
-        row[f"{tag}_b64"] = median_ms(lambda: s.run(None, {inp: x64.numpy()}), REPEATS_B64)
+        row[f"{tag}_b1"] = ort_latency_ms(s, x1.numpy(), REPEATS_B1)
+        row[f"{tag}_b64"] = ort_latency_ms(s, x64.numpy(), REPEATS_B64)
     y = data.test.y.numpy()
     row["torch_acc"] = float((predict_logits(model, test_x).argmax(1).numpy() == y).mean())
     for tag, s in (("ort", s32), ("int8", s8)):
-        logits = np.concatenate([s.run(None, {"input": test_x[i:i + 256].numpy()})[0] for i in range(0, len(test_x), 256)])
-        row[f"{tag}_acc"] = float((logits.argmax(1) == y).mean())
+        row[f"{tag}_acc"] = float((ort_logits(s, test_x.numpy(), 256).argmax(1) == y).mean())
     row["ort_vs_torch_b1"] = round(row["ort_b1"] / row["torch_b1"], 3)
     row["ort_vs_torch_b64"] = round(row["ort_b64"] / row["torch_b64"], 3)
     row["int8_vs_ort_b1"] = round(row["int8_b1"] / row["ort_b1"], 3)

@@ -10,9 +10,8 @@ import numpy as np
 import onnx
 import torch
 
-from tlbench.ort import make_session
+from tlbench.ort import make_session, ort_logits
 from tlbench.results import atomic_write_bytes
-from tlbench.timing import median_ms
 
 INPUT, OUTPUT = "input", "logits"
 
@@ -59,13 +58,6 @@ def read_metadata(path) -> dict:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def ort_logits(session, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Run ``x`` through an onnxruntime session in batches."""
-    name = session.get_inputs()[0].name
-    outs = [session.run(None, {name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)]
-    return np.concatenate(outs)
-
-
 def verify(path, torch_logits: torch.Tensor, x: torch.Tensor, labels: torch.Tensor, device: str, batch_size: int) -> dict:
     """Compare onnxruntime with torch on the same inputs: max |Δlogit|, top-1 agreement, accuracy."""
     session, provider = make_session(path, device)
@@ -78,12 +70,6 @@ def verify(path, torch_logits: torch.Tensor, x: torch.Tensor, labels: torch.Tens
         "ort_provider": provider,
         "_session": session,
     }
-
-
-def ort_latency_ms(session, x: np.ndarray, repeats: int) -> float:
-    """Median onnxruntime latency for one call on ``x``."""
-    name = session.get_inputs()[0].name
-    return median_ms(lambda: session.run(None, {name: x}), repeats=repeats)
 
 
 def model_size_mb(path) -> float:

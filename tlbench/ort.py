@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
+from tlbench.timing import median_ms
+
 GRAPH_OPTIMIZATION = "ORT_ENABLE_ALL"
 
 
@@ -58,3 +62,15 @@ def make_session(model_path, device: str = "cpu", threads: int = 0):
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers_for(device))
     return session, session.get_providers()[0]
+
+
+def ort_logits(session, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Run ``x`` through an onnxruntime session in batches."""
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)])
+
+
+def ort_latency_ms(session, x: np.ndarray, repeats: int) -> float:
+    """Median onnxruntime latency for one call on ``x`` (tlbench.timing: warm-up, median)."""
+    name = session.get_inputs()[0].name
+    return median_ms(lambda: session.run(None, {name: x}), repeats=repeats)

@@ -120,11 +120,6 @@ def quantize_model(
     return method
 
 
-def _logits(session, x: np.ndarray, batch_size: int) -> np.ndarray:
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)])
-
-
 def int8_report(
     fp32_path,
     int8_path,
@@ -144,17 +139,15 @@ def int8_report(
     Returns the ``int8_*`` result fields; any failure becomes ``{"int8_error": ...}`` so the
     fp32 result of the run is never lost.
     """
-    from tlbench.ort import make_session
-    from tlbench.timing import median_ms
+    from tlbench.ort import make_session, ort_latency_ms, ort_logits
 
     try:
         method = quantize_model(fp32_path, int8_path, calibration, seed)
         session, _ = make_session(int8_path, device)
-        acc = float(np.mean(_logits(session, test_x, batch_size).argmax(1) == test_y)) if len(test_y) else 0.0
-        name = session.get_inputs()[0].name
+        acc = float(np.mean(ort_logits(session, test_x, batch_size).argmax(1) == test_y)) if len(test_y) else 0.0
         one, many = latency_inputs
-        b1 = median_ms(lambda: session.run(None, {name: one}), repeats=repeats)
-        bn = median_ms(lambda: session.run(None, {name: many}), repeats=max(3, repeats // 5))
+        b1 = ort_latency_ms(session, one, repeats)
+        bn = ort_latency_ms(session, many, max(3, repeats // 5))
     except Exception as exc:  # noqa: BLE001 - recorded, the fp32 result stands
         Path(int8_path).unlink(missing_ok=True)
         return {"int8_error": f"{type(exc).__name__}: {exc}"}

@@ -15,19 +15,17 @@ from tlbench.data import adapt_inputs, adapted_preprocessing, backbone_input_sha
 from tlbench.environment import device_name, versions
 from tlbench.grid import RunSpec
 from tlbench.model import build_model
-from tlbench.onnx_export import export_onnx, model_size_mb, ort_latency_ms, verify
+from tlbench.onnx_export import export_onnx, model_size_mb, verify
 from tlbench.registry import Registry
 from tlbench.selection import SOURCE_VAL_FRACTION, SOURCE_VAL_MAX, holdout, make_selector
-from tlbench.results import RESULT_FILE, artifact_digests, remove_stale_temps, write_json_atomic
-from tlbench.ort import session_settings
+from tlbench.results import INT8_FILE, MODEL_FILE, ONNX_FILE, RESULT_FILE, artifact_digests, remove_stale_temps, write_json_atomic
+from tlbench.ort import ort_latency_ms, session_settings
 from tlbench.quantize import int8_report
 from tlbench.speed import HostTensor, SpeedSettings, resolve_speed
 from tlbench.timing import median_ms
 from tlbench.train import accuracy, predict_logits, pretrain_source, synchronize, transfer
 
 LATENCY_BATCH = 64
-MODEL_FILE = "model.pt"  # the trained transfer model's state dict
-INT8_FILE = "model.int8.onnx"
 
 
 def onnx_metadata(spec: RunSpec, dataset, shape, versions_: dict) -> dict:
@@ -276,7 +274,7 @@ class Runner:
         cpu_model = model.cpu()
         reference = predict_logits(cpu_model, test.x.cpu(), train["eval_batch_size"])
         metadata = onnx_metadata(spec, dataset, shape, self._versions)
-        onnx_path = run_dir / "model.onnx"
+        onnx_path = run_dir / ONNX_FILE
         export_onnx(cpu_model, test.x[:2].cpu(), onnx_path, metadata, dynamo=train["export_dynamo"])
         check = verify(onnx_path, reference, test.x, test.y, self.device, train["eval_batch_size"])
         session = check.pop("_session")
