@@ -16,7 +16,7 @@ import torch
 
 from tlbench.errors import UserError
 from tlbench.grid import RunSpec
-from tlbench.results import RESULT_FILE, read_result
+from tlbench.results import INT8_FILE, MODEL_FILE, ONNX_FILE, RESULT_FILE, read_result
 
 
 def spec_from_record(record: dict) -> RunSpec:
@@ -30,7 +30,7 @@ def export_run(run_dir, registry, output=None, int8: bool = True, dynamo: bool |
     from tlbench.model import build_model
     from tlbench.onnx_export import export_onnx, verify
     from tlbench.quantize import int8_report
-    from tlbench.runner import INT8_FILE, MODEL_FILE, Runner, onnx_metadata
+    from tlbench.runner import Runner, onnx_metadata
     from tlbench.train import predict_logits
 
     run_dir = Path(run_dir)
@@ -60,7 +60,7 @@ def export_run(run_dir, registry, output=None, int8: bool = True, dynamo: bool |
     x = test.x.cpu()
     batch = spec.train.get("eval_batch_size", 512)
     reference = predict_logits(model, x, batch)
-    path = Path(output) if output else run_dir / "model.onnx"
+    path = Path(output) if output else run_dir / ONNX_FILE
     use_dynamo = spec.train.get("export_dynamo", True) if dynamo is None else dynamo
     export_onnx(model, x[:2], path, onnx_metadata(spec, dataset, shape, runner._versions), dynamo=use_dynamo)
     check = verify(path, reference, x, test.y, "cpu", batch)

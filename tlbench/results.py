@@ -128,7 +128,10 @@ def finished_run_ids(results_dir) -> set[str]:
     return done
 
 
-ARTIFACTS = ("model.onnx", "model.int8.onnx", "model.pt")
+ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+MODEL_FILE = "model.pt"  # the trained transfer model's state dict
+ARTIFACTS = (ONNX_FILE, INT8_FILE, MODEL_FILE)  # the model files a run writes
 
 
 def sha256_file(path) -> str:

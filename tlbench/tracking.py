@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from tlbench.errors import UserError
-from tlbench.results import RESULT_FILE, read_result
+from tlbench.results import ONNX_FILE, RESULT_FILE, read_result
 
 EXPERIMENT = "tlbench"
 RUN_ID_TAG = "tlbench.run_id"
@@ -93,7 +93,7 @@ def log_results_dir(results_dir, uri: str | None = None, experiment: str = EXPER
             tags=[RunTag("tlbench.provenance", json.dumps(result.get("provenance") or {})[:5000])],
         )
         client.log_artifact(run.info.run_id, str(path))
-        onnx = path.parent / (result.get("onnx_path") or "model.onnx")
+        onnx = path.parent / (result.get("onnx_path") or ONNX_FILE)
         if onnx.is_file():
             client.log_artifact(run.info.run_id, str(onnx))
         client.set_terminated(run.info.run_id, "FINISHED" if result["status"] == "ok" else "FAILED")
