@@ -265,3 +265,11 @@ def test_host_tensor_and_loader_serve_batches():
     seen = [next(batches) for _ in range(3)]  # one pass: 4 + 4 + 2, every row once
     assert sorted(torch.cat([b[1] for b in seen]).tolist()) == list(range(10))
     assert all(torch.equal(xb, x[yb]) for xb, yb in seen)
+    # holding out a validation slice keeps host-resident inputs on the host, rows matching labels
+    from tlbench.contracts import Split
+    from tlbench.selection import holdout
+
+    train, val = holdout(Split(host, y), torch.Generator().manual_seed(0), fraction=0.3)
+    assert isinstance(train.x, HostTensor) and isinstance(val.x, HostTensor)
+    assert len(train) == 7 and len(val) == 3
+    assert all(torch.equal(part.x.cpu(), x[part.y]) for part in (train, val))

@@ -11,7 +11,8 @@ import time
 
 import torch
 
-from tlbench.grid import MODEL_SELECTIONS  # noqa: F401  (validated there)
+from tlbench.speed import HostTensor
+
 SOURCE_VAL_FRACTION = 0.1
 SOURCE_VAL_MAX = 1000
 
@@ -28,10 +29,7 @@ def holdout(split, generator: torch.Generator, fraction: float = SOURCE_VAL_FRAC
 
     def take(index):
         x = split.x
-        if hasattr(x, "data") and hasattr(x, "target") and not isinstance(x, torch.Tensor):  # tlbench.speed.HostTensor
-            rows = type(x)(x.data[index], x.target, x.pin_memory, x.non_blocking)
-        else:
-            rows = x[index.to(x.device)]
+        rows = x.subset(index) if isinstance(x, HostTensor) else x[index.to(x.device)]
         return type(split)(rows, split.y[index.to(split.y.device)])
 
     return take(train_idx), take(val_idx)

@@ -130,6 +130,10 @@ class HostTensor:
             rows = rows.pin_memory()
         return rows.to(self.target, non_blocking=self.non_blocking)
 
+    def subset(self, index: torch.Tensor) -> "HostTensor":
+        """The rows ``index`` as another host-resident tensor (nothing copied to the device)."""
+        return HostTensor(self.data[index.cpu()], self.target, self.pin_memory, self.non_blocking)
+
     def to(self, device, non_blocking: bool = False) -> torch.Tensor:
         """The whole tensor on ``device`` (for code that needs it all at once)."""
         return self.data.to(device, non_blocking=non_blocking)
