@@ -114,21 +114,19 @@ def fit(model: nn.Module, phases: list[Phase], objective: Objective, extra_param
 def pretrain_source(model: TransferModel, train: Split, epochs: float, batch_size: int, lr: float, generator, speed=None) -> TrainStats:
     """Supervised training of backbone + head on the labeled source domain; a host-resident
     (large) dataset is streamed through a DataLoader (see tlbench.speed)."""
-    sampler = Sampler(len(train), batch_size, generator)
+    steps = math.ceil(epochs * len(train) / batch_size)
     if speed is not None and isinstance(train.x, HostTensor):
         batches = loader_batches(train.x, train.y, batch_size, generator, speed)
-        steps = math.ceil(epochs * len(train) / batch_size)
 
-        def streamed(progress):
+        def objective(progress):
             xb, yb = next(batches)
             return {"source_ce": F.cross_entropy(model(xb), yb)}, len(yb)
+    else:
+        sampler = Sampler(len(train), batch_size, generator)
 
-        return fit(model, [Phase("source", [{"params": list(model.parameters()), "lr": lr}], steps)], streamed, speed=speed)
-    steps = math.ceil(epochs * len(train) / batch_size)
-
-    def objective(progress):
-        index = sampler.next_index().to(train.x.device)
-        return {"source_ce": F.cross_entropy(model(train.x[index]), train.y[index])}, len(index)
+        def objective(progress):
+            index = sampler.next_index().to(train.x.device)
+            return {"source_ce": F.cross_entropy(model(train.x[index]), train.y[index])}, len(index)
 
     phase = Phase("source", [{"params": list(model.parameters()), "lr": lr}], steps)
     return fit(model, [phase], objective, speed=speed)
