@@ -16,7 +16,7 @@ def machine() -> dict:
     """Machine, versions and date recorded with every benchmark."""
     import torch
 
-    from tlbench.environment import versions
+    from tlbench.utils.environment import versions
 
     cpu = platform.processor() or platform.machine()
     try:

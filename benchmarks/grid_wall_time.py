@@ -22,11 +22,11 @@ def main():
     runs = KEEP / "runs"
     shutil.rmtree(runs, ignore_errors=True)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "tlbench.cli", "run", "--grid", "--results-dir", str(runs)],
+    done = subprocess.run([sys.executable, "-m", "tlbench.cli.main", "run", "--grid", "--results-dir", str(runs)],
                           capture_output=True, text=True)
     seconds = time.perf_counter() - start
     results = [json.loads(p.read_text()) for p in runs.glob("*/result.json")]
-    subprocess.run([sys.executable, "-m", "tlbench.cli", "leaderboard", str(runs), "--export-all", str(KEEP)],
+    subprocess.run([sys.executable, "-m", "tlbench.cli.main", "leaderboard", str(runs), "--export-all", str(KEEP)],
                    capture_output=True, text=True, check=True)
     ok = sum(r["status"] == "ok" for r in results)
     train = sum(r.get("train_seconds", 0) or 0 for r in results)

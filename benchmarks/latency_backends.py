@@ -1,7 +1,7 @@
 """Benchmark 3: torch eager vs onnxruntime fp32 vs onnxruntime INT8 latency per backbone, batch 1 and 64.
 
 Each backbone is trained briefly on the target training data (so INT8 accuracy means something),
-exported, quantized with tlbench's own path, and timed on the same inputs with tlbench.timing.
+exported, quantized with tlbench's own path, and timed on the same inputs with tlbench.utils.timing.
 Goals: ORT fp32 <= 0.7x torch; INT8 <= 0.6x ORT fp32 with <= 1 point accuracy drop.
 Usage: python benchmarks/latency_backends.py [BACKBONE ...]
 """
@@ -15,14 +15,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, write  # noqa: E402
 
-from tlbench.data import adapt_inputs, backbone_input_shape  # noqa: E402
-from tlbench.model import build_model  # noqa: E402
-from tlbench.onnx_export import export_onnx  # noqa: E402
-from tlbench.ort import make_session, ort_latency_ms, ort_logits, session_settings  # noqa: E402
-from tlbench.plugins import load_plugins  # noqa: E402
-from tlbench.quantize import quantize_model  # noqa: E402
-from tlbench.timing import median_ms  # noqa: E402
-from tlbench.train import pretrain_source, predict_logits  # noqa: E402
+from tlbench.training.data import adapt_inputs, backbone_input_shape  # noqa: E402
+from tlbench.training.model import build_model  # noqa: E402
+from tlbench.deploy.onnx_export import export_onnx  # noqa: E402
+from tlbench.deploy.ort import make_session, ort_latency_ms, ort_logits, session_settings  # noqa: E402
+from tlbench.plugin.discovery import load_plugins  # noqa: E402
+from tlbench.deploy.quantize import quantize_model  # noqa: E402
+from tlbench.utils.timing import median_ms  # noqa: E402
+from tlbench.training.loop import pretrain_source, predict_logits  # noqa: E402
 
 DATASETS = {"image": ("digits", "uci"), "sequence": ("synthseq", None)}
 REPEATS_B1, REPEATS_B64, TRAIN_STEPS = 30, 10, 150

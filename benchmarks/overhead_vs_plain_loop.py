@@ -20,9 +20,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, write  # noqa: E402
 
 from tlbench.grid import expand  # noqa: E402
-from tlbench.model import build_model  # noqa: E402
-from tlbench.plugins import load_plugins  # noqa: E402
-from tlbench.runner import Runner  # noqa: E402
+from tlbench.training.model import build_model  # noqa: E402
+from tlbench.plugin.discovery import load_plugins  # noqa: E402
+from tlbench.execution.runner import Runner  # noqa: E402
 
 REPEATS = 3
 TRAIN = {"source_epochs": 1.0, "steps": 150, "batch_size": 64, "latency_repeats": 1, "export_dynamo": False, "int8": False}

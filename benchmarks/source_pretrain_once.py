@@ -23,7 +23,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-m", "tlbench.cli", "run", "--backbone", "smallcnn", "--source", "digits:mnist", "--target",
+            [sys.executable, "-m", "tlbench.cli.main", "run", "--backbone", "smallcnn", "--source", "digits:mnist", "--target",
              "digits:uci", "--strategy", ",".join(STRATEGIES), "--loss", ",".join(LOSSES), "--shots", "10", "--seeds", "0",
              "--results-dir", tmp, "--set", "train.steps=30", "--set", "train.source_epochs=1", "--set",
              "train.latency_repeats=3", "--set", "train.export_dynamo=false", "--set", "train.int8=false"],

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tlbench.plugins import load_plugins
+from tlbench.plugin.discovery import load_plugins
 
 TESTS = Path(__file__).parent
 TOY_PLUGINS = TESTS / "plugins_toy"
@@ -22,7 +22,7 @@ def registry():
 def run_cli(*args, env=None, cwd=None, timeout=600):
     """Run the tlbench CLI in a subprocess; returns CompletedProcess with text output."""
     return subprocess.run(
-        [sys.executable, "-m", "tlbench.cli", *map(str, args)],
+        [sys.executable, "-m", "tlbench.cli.main", *map(str, args)],
         capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout,
     )
 

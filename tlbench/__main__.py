@@ -1,5 +1,5 @@
 import sys
 
-from tlbench.cli import main
+from tlbench.cli.main import main
 
 sys.exit(main())

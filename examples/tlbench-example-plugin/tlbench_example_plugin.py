@@ -5,7 +5,7 @@ import math
 from torch import nn
 
 from tlbench import hookimpl
-from tlbench.contracts import AdaptationLoss
+from tlbench.plugin.contracts import AdaptationLoss
 
 
 class TinyMLP(nn.Module):

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from tlbench import hookimpl
-from tlbench.errors import UserError
+from tlbench.plugin.errors import UserError
 
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from tlbench import hookimpl
-from tlbench.contracts import SEQUENCE
-from tlbench.errors import UserError
+from tlbench.plugin.contracts import SEQUENCE
+from tlbench.plugin.errors import UserError
 
 POOLINGS = ("last", "mean")
 

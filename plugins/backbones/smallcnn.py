@@ -30,7 +30,7 @@ class SmallCNN(nn.Module):
         return self.features(x)
 
     def stages(self) -> list[nn.Module]:
-        """The three conv blocks, input first (see tlbench.stages); ``partial`` freezes two."""
+        """The three conv blocks, input first (see tlbench.training.stages); ``partial`` freezes two."""
         return [self.features[0:4], self.features[4:8], self.features[8:]]
 
     default_freeze = 2

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from tlbench import hookimpl
-from tlbench.errors import UserError
+from tlbench.plugin.errors import UserError
 
 
 def _models():
@@ -143,7 +143,7 @@ class TorchvisionFeatures(nn.Module):
         return self.net(x)
 
     def stages(self) -> list[nn.Module] | None:
-        """Blocks from input to output (see tlbench.stages): ResNet stem + layer1..4; MobileNet and
+        """Blocks from input to output (see tlbench.training.stages): ResNet stem + layer1..4; MobileNet and
         EfficientNet the children of ``features``; VGG none (split by registration order)."""
         net = self.net
         if hasattr(net, "layer1"):

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from tlbench import hookimpl
-from tlbench.contracts import IMAGE, Dataset, DomainData, Preprocessing, Split
+from tlbench.plugin.contracts import IMAGE, Dataset, DomainData, Preprocessing, Split
 
 MEAN, STD = 0.1307, 0.3081
 SPLIT_SEED = 20261123

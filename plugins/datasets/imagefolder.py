@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from tlbench import hookimpl
-from tlbench.contracts import IMAGE, Dataset, DomainData, Preprocessing, Split
-from tlbench.errors import UserError
+from tlbench.plugin.contracts import IMAGE, Dataset, DomainData, Preprocessing, Split
+from tlbench.plugin.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

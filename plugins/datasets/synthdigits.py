@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 
 from tlbench import hookimpl
-from tlbench.augment import image_view
-from tlbench.contracts import IMAGE, Dataset, DomainData, Preprocessing, Split
-from tlbench.errors import UserError
+from tlbench.plugin.augment import image_view
+from tlbench.plugin.contracts import IMAGE, Dataset, DomainData, Preprocessing, Split
+from tlbench.plugin.errors import UserError
 
 DOMAINS = ("clean", "color", "noisy", "rotated")
 CLASSES = tuple(str(d) for d in range(10))

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from tlbench import hookimpl
-from tlbench.contracts import SEQUENCE, Dataset, DomainData, Preprocessing, Split
+from tlbench.plugin.contracts import SEQUENCE, Dataset, DomainData, Preprocessing, Split
 
 CLASSES = ("rest", "walk", "run", "jump", "wave", "cycle")
 DOMAINS = ("lab", "field", "drift", "permuted")

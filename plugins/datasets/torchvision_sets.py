@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from tlbench import hookimpl
-from tlbench.contracts import IMAGE, Dataset, DomainData, Preprocessing, Split
-from tlbench.errors import UserError
+from tlbench.plugin.contracts import IMAGE, Dataset, DomainData, Preprocessing, Split
+from tlbench.plugin.errors import UserError
 
 DIGITS = tuple(str(d) for d in range(10))
 CIFAR_STL_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "horse", "ship", "truck")

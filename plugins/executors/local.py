@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tlbench import hookimpl, worker
+from tlbench import hookimpl
+from tlbench.execution import worker
 from tlbench.execution import Executor
 
 

@@ -16,7 +16,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 
-from tlbench import hookimpl, worker
+from tlbench import hookimpl
+from tlbench.execution import worker
 from tlbench.execution import Executor, default_threads
 
 _DEVICE: str | None = None

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from tlbench import hookimpl, worker
-from tlbench.errors import UserError
+from tlbench import hookimpl
+from tlbench.execution import worker
+from tlbench.plugin.errors import UserError
 from tlbench.execution import Executor, default_threads
 
 

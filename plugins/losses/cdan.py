@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from tlbench import hookimpl
-from tlbench.contracts import AdaptationLoss
+from tlbench.plugin.contracts import AdaptationLoss
 
 from .dann import domain_discriminator
 from .entropy import prediction_entropy

@@ -3,7 +3,7 @@
 import torch
 
 from tlbench import hookimpl
-from tlbench.contracts import AdaptationLoss
+from tlbench.plugin.contracts import AdaptationLoss
 
 
 def covariance(x: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tlbench import hookimpl
-from tlbench.contracts import AdaptationLoss
+from tlbench.plugin.contracts import AdaptationLoss
 
 from .grl import dann_schedule, reverse_gradient
 

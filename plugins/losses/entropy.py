@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from tlbench import hookimpl
-from tlbench.contracts import AdaptationLoss
+from tlbench.plugin.contracts import AdaptationLoss
 
 
 def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ Long et al., 2015), with a family of Gaussian kernels and the unbiased estimate.
 import torch
 
 from tlbench import hookimpl
-from tlbench.contracts import AdaptationLoss
+from tlbench.plugin.contracts import AdaptationLoss
 
 
 def squared_distances(z: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """`none`: no adaptation loss (source-only / plain supervised transfer)."""
 
 from tlbench import hookimpl
-from tlbench.contracts import AdaptationLoss
+from tlbench.plugin.contracts import AdaptationLoss
 
 
 class NoAdaptation(AdaptationLoss):

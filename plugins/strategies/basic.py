@@ -1,7 +1,7 @@
 """The three baseline strategies: `scratch`, `linear-probe` and `finetune`."""
 
 from tlbench import hookimpl
-from tlbench.contracts import Phase, Strategy
+from tlbench.plugin.contracts import Phase, Strategy
 
 
 class Scratch(Strategy):

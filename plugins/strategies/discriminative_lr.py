@@ -1,8 +1,8 @@
 """`discriminative-lr`: fine-tune with learning rates decaying layer by layer toward the input."""
 
 from tlbench import hookimpl
-from tlbench.contracts import Phase
-from tlbench.stages import backbone_stages
+from tlbench.plugin.contracts import Phase
+from tlbench.training.stages import backbone_stages
 
 from tlbench_plugins.strategies.basic import FineTune
 
@@ -18,7 +18,7 @@ def layerwise_groups(model, lr: float, decay: float) -> list[dict]:
 
 class DiscriminativeLR(FineTune):
     """Every layer trains from the source weights; the head at the base learning rate and each
-    backbone stage (tlbench.stages) below it at ``decay`` times the rate of the stage above."""
+    backbone stage (tlbench.training.stages) below it at ``decay`` times the rate of the stage above."""
 
     defaults = {"decay": 0.5, "reset_head": False}
 
@@ -28,7 +28,7 @@ class DiscriminativeLR(FineTune):
 
 
 def _check_options(options: dict) -> None:
-    from tlbench.errors import UserError
+    from tlbench.plugin.errors import UserError
 
     if not 0 < options["decay"] <= 1:
         raise UserError(f"discriminative-lr option `decay` = {options['decay']!r} must be in (0, 1]")

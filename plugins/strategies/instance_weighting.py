@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from tlbench import hookimpl
-from tlbench.contracts import Phase
+from tlbench.plugin.contracts import Phase
 
 from tlbench_plugins.strategies.basic import FineTune
 
@@ -114,7 +114,7 @@ class InstanceWeighting(FineTune):
 
 
 def _check_options(options: dict) -> None:
-    from tlbench.errors import UserError
+    from tlbench.plugin.errors import UserError
 
     if not options["clip"] >= 1 or not math.isfinite(options["clip"]):
         raise UserError(f"instance-weighting option `clip` = {options['clip']!r} must be >= 1 (a cap, in multiples of the mean weight)")

@@ -2,7 +2,7 @@
 (Kumar et al., 2022)."""
 
 from tlbench import hookimpl
-from tlbench.contracts import Phase
+from tlbench.plugin.contracts import Phase
 
 from tlbench_plugins.strategies.basic import FineTune
 

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tlbench import hookimpl
-from tlbench.contracts import Phase
+from tlbench.plugin.contracts import Phase
 
 from tlbench_plugins.strategies.basic import FineTune
 

@@ -1,9 +1,9 @@
 """`partial`: freeze the bottom stages of the source backbone; fine-tune the rest and the head."""
 
 from tlbench import hookimpl
-from tlbench.contracts import Phase
-from tlbench.errors import UserError
-from tlbench.stages import backbone_stages, default_freeze
+from tlbench.plugin.contracts import Phase
+from tlbench.plugin.errors import UserError
+from tlbench.training.stages import backbone_stages, default_freeze
 
 from tlbench_plugins.strategies.basic import FineTune
 
@@ -29,7 +29,7 @@ def frozen_stage_count(freeze: float, backbone, n_stages: int) -> int:
 
 
 class Partial(FineTune):
-    """The bottom ``freeze`` backbone stages (see tlbench.stages) stay exactly at the source
+    """The bottom ``freeze`` backbone stages (see tlbench.training.stages) stay exactly at the source
     weights, BatchNorm statistics included; the upper stages train at ``backbone_lr_scale`` times
     the head's learning rate, as in ``finetune``."""
 

@@ -3,7 +3,7 @@
 import torch
 
 from tlbench import hookimpl
-from tlbench.contracts import IMAGE, Dataset, DomainData, Preprocessing, Split
+from tlbench.plugin.contracts import IMAGE, Dataset, DomainData, Preprocessing, Split
 
 
 def _domain(shift: float, seed: int, n: int = 120):

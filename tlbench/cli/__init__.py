@@ -1,0 +1,1 @@
+"""The ``tlbench`` command line: ``run | plugins | leaderboard | predict | export``."""

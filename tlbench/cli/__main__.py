@@ -1,0 +1,5 @@
+import sys
+
+from tlbench.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,248 @@
+"""`tlbench run | plugins | leaderboard`: the command line. Bad input -> one line, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tlbench.plugin.errors import UserError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error on one line instead of usage + message."""
+
+    def error(self, message):
+        raise UserError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tlbench", description="Transfer-learning benchmark harness.")
+    parser.add_argument("--plugins-dir", action="append", default=[], metavar="DIR", help="also load *.py plugins from DIR")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run a grid of source->target transfers")
+    run.add_argument("--grid", nargs="?", const="default", metavar="FILE.toml", help="grid file; alone: the built-in default grid")
+    for flag, example in (
+        ("backbone", "smallcnn,resnet18"),
+        ("source", "digits:mnist"),
+        ("target", "digits:uci"),
+        ("strategy", "scratch,finetune"),
+        ("loss", "none,dann"),
+        ("shots", "0,10,all"),
+        ("seeds", "0,1"),
+    ):
+        run.add_argument(f"--{flag}", metavar="A,B", help=f"comma-separated, e.g. {example}")
+    run.add_argument("--results-dir", metavar="DIR", help="where run directories go (default results/runs)")
+    run.add_argument("--device", metavar="DEV", help="auto (default), cpu, cuda, cuda:N")
+    run.add_argument("--data-root", metavar="DIR", help="where datasets read from disk live (passed as their data_root option)")
+    run.add_argument("--download", action="store_true", default=None, help="let datasets that can download fetch missing data")
+    run.add_argument("--set", action="append", default=[], metavar="NAME.PARAM=VALUE", help="plugin or train option")
+    run.add_argument("--executor", metavar="NAME", help="where cells run: local (default), processes, ray")
+    run.add_argument("--workers", metavar="N", help="worker processes (processes) or CPUs of a local Ray instance")
+    run.add_argument("--devices", metavar="A,B", help="processes executor: one device per worker, e.g. cuda:0,cuda:1")
+    run.add_argument("--ray-address", metavar="auto|HOST:PORT", help="ray executor: join this cluster (default: a local instance)")
+    run.add_argument("--threads", metavar="N", help="torch CPU threads per cell (default: cores / workers)")
+    run.add_argument("--mlflow", nargs="?", const="", metavar="URI", help="log the runs to MLflow (default file:RESULTS/mlruns)")
+    run.add_argument("--plugins-dir", action="append", default=[], metavar="DIR", dest="run_plugins_dir", help=argparse.SUPPRESS)
+
+    plugins = sub.add_parser("plugins", help="list registered plugins")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+
+    board = sub.add_parser("leaderboard", help="re-render the leaderboard of stored results")
+    board.add_argument("results_dir", nargs="?", default="results/runs", metavar="DIR")
+    board.add_argument("--format", choices=("table", "csv", "md", "json", "html"), default="table")
+    board.add_argument("--output", "-o", metavar="FILE", help="write the export here instead of stdout")
+    board.add_argument("--plot", metavar="FILE.png|DIR", help="FILE.png: accuracy vs shots; DIR: every PNG plot")
+    board.add_argument("--columns", metavar="A,B", help="default, all, or keys: " + ", ".join(_column_keys()))
+    board.add_argument("--export-all", metavar="OUTDIR", help="write leaderboard.{md,csv,json,html} and every plot to OUTDIR")
+    board.add_argument("--mlflow", nargs="?", const="", metavar="URI", help="log the runs to MLflow (default file:DIR/mlruns)")
+    from tlbench.cli.deploy import add_deploy_parsers
+
+    add_deploy_parsers(sub)
+    return parser
+
+
+def _column_keys() -> list[str]:
+    from tlbench.report.leaderboard import COLUMNS
+
+    return list(COLUMNS)
+
+
+def _flag_config(args) -> dict:
+    from tlbench.grid import parse_set, split_list
+
+    config = {}
+    for key in ("backbone", "source", "target", "strategy", "loss", "shots", "seeds"):
+        value = getattr(args, key)
+        if value is not None:
+            items = split_list(value)
+            if not items:
+                raise UserError(f"--{key} is empty; give at least one value")
+            config[key] = items
+    if args.results_dir is not None:
+        config["results_dir"] = args.results_dir
+    if args.device is not None:
+        config["device"] = args.device
+    if args.data_root is not None:
+        config["data_root"] = args.data_root
+    for key in ("executor", "workers", "devices", "ray_address", "threads"):
+        if getattr(args, key) is not None:
+            config[key] = getattr(args, key)
+    if args.download:
+        config["download"] = True
+    sets = parse_set(args.set)
+    if "train" in sets:
+        config["train"] = sets.pop("train")
+    if sets:
+        config["set"] = sets
+    return config
+
+
+def cmd_run(args, registry) -> int:
+    from rich.console import Console
+
+    from tlbench.utils.environment import resolve_device
+    from tlbench.grid import DEFAULT_RESULTS_DIR, default_grid_path, expand, merge_config, read_grid_file
+    from tlbench.execution.grid_runner import run_grid
+
+    console = Console(log_path=False, width=None if sys.stdout.isatty() else 180)
+    if args.grid is None and args.backbone is None:
+        raise UserError("nothing to run: give --grid (built-in default), --grid FILE.toml, or --backbone/--source/--target")
+    file_config = {}
+    if args.grid is not None:
+        file_config = read_grid_file(default_grid_path() if args.grid == "default" else args.grid)
+    else:
+        file_config = {"strategy": ["finetune"], "loss": ["none"], "shots": [10], "seeds": [0]}
+    config = merge_config(file_config, _flag_config(args))
+    specs = expand(config, registry)
+    results_dir = config.get("results_dir", DEFAULT_RESULTS_DIR)
+    if not isinstance(results_dir, str) or not results_dir:
+        raise UserError("results_dir must be a directory path")
+    device = config.get("device", "auto")
+    if not isinstance(device, str):
+        raise UserError("device must be a string: auto, cpu, cuda or cuda:N")
+    if args.mlflow is not None:
+        from tlbench.report.tracking import require_mlflow
+
+        require_mlflow()
+    from tlbench.execution.contract import resolve_settings
+
+    settings = resolve_settings(config, registry)
+    plugins_dirs = list(args.plugins_dir) + list(args.run_plugins_dir or [])
+    from tlbench.report.leaderboard import render
+
+    code = run_grid(specs, registry, results_dir, resolve_device(device), console, settings, plugins_dirs, render)
+    if args.mlflow is not None:
+        from tlbench.report.tracking import log_results_dir
+
+        log_results_dir(results_dir, args.mlflow or None, log=console.print)
+    return code
+
+
+def cmd_plugins(args, registry) -> int:
+    if args.json:
+        print(json.dumps(registry.as_dict(), indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    from tlbench.plugin.registry import KINDS
+
+    console = Console()
+    table = Table(title="tlbench plugins", title_justify="left")
+    for col in ("kind", "name", "details", "plugin", "distribution", "version"):
+        table.add_column(col)
+    for kind in KINDS:
+        for name in registry.names(kind):
+            entry = registry.entries[kind][name]
+            meta = entry.meta
+            details = ", ".join(
+                str(x) for x in (meta.get("modality"), ("domains: " + " ".join(meta["domains"])) if meta.get("domains") else None) if x
+            )
+            p = entry.provenance
+            table.add_row(kind, name, details, p.plugin, p.distribution or "(local file)", p.version or "")
+    console.print(table)
+    if registry.broken:
+        broken = Table(title="broken plugins", title_justify="left", style="red")
+        broken.add_column("plugin")
+        broken.add_column("error")
+        for b in registry.broken:
+            broken.add_row(b["plugin"], b["error"])
+        console.print(broken)
+    return 0
+
+
+def cmd_leaderboard(args, registry=None) -> int:
+    from tlbench.report import formats, leaderboard
+    from tlbench.execution.results import load_results
+
+    directory = Path(args.results_dir)
+    if not directory.is_dir():
+        raise UserError(f"results directory {str(directory)!r} does not exist; run `tlbench run` first or pass DIR")
+    results = load_results(directory)
+    if not results:
+        raise UserError(f"no result files under {str(directory)!r}; expected DIR/<run>/result.json")
+    leaderboard.choose_columns(args.columns, [])
+    if args.mlflow is not None:
+        from tlbench.report.tracking import log_results_dir
+
+        log_results_dir(directory, args.mlflow or None, log=lambda line: print(line, file=sys.stderr))
+    if args.export_all:
+        from tlbench.report.exports import export_all
+
+        for path in export_all(results, args.export_all, columns=args.columns):
+            print(f"wrote {path}", file=sys.stderr)
+        return 0
+    if args.plot:
+        from tlbench.report.plots import write_plots
+
+        for path in write_plots(leaderboard.aggregate(results), args.plot):
+            print(f"wrote {path}", file=sys.stderr)
+    if args.format == "table":
+        leaderboard.render(results, columns=args.columns)
+        return 0
+    if args.format == "html":
+        from tlbench.report.exports import html_with_plots
+
+        text = html_with_plots(results, args.columns, plot_dir=args.plot if args.plot and not args.plot.lower().endswith(".png") else None)
+    else:
+        text = formats.export(results, args.format, columns=args.columns)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``tlbench`` console script."""
+    try:
+        args = build_parser().parse_args(argv)
+        registry = None
+        if args.command in ("run", "plugins", "export"):
+            from tlbench.plugin.discovery import load_plugins
+
+            dirs = list(args.plugins_dir) + list(getattr(args, "run_plugins_dir", []) or [])
+            for directory in dirs:
+                if not Path(directory).is_dir():
+                    raise UserError(f"--plugins-dir {directory!r} is not a directory")
+            _, registry = load_plugins(dirs)
+        from tlbench.cli.deploy import cmd_export, cmd_predict
+
+        handler = {"run": cmd_run, "plugins": cmd_plugins, "leaderboard": cmd_leaderboard, "predict": cmd_predict,
+                   "export": cmd_export}[args.command]
+        return handler(args, registry)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

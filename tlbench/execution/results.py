@@ -1,0 +1,113 @@
+"""Result files: written atomically (temp file, fsync, rename), validated on read."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from tlbench.utils.atomic import atomic_write_bytes, remove_stale_temps, write_json_atomic  # noqa: F401 (re-exported)
+
+RESULT_FILE = "result.json"
+STATUSES = ("ok", "failed", "interrupted")
+REQUIRED = {
+    "run_id": str,
+    "backbone": str,
+    "source": str,
+    "target": str,
+    "strategy": str,
+    "loss": str,
+    "seed": int,
+    "status": str,
+}
+NUMERIC = (
+    "target_acc",
+    "source_acc",
+    "train_seconds",
+    "train_samples_per_s",
+    "torch_latency_ms",
+    "ort_latency_ms",
+    "onnx_max_abs_diff",
+    "onnx_top1_agreement",
+)
+
+
+def validate_result(obj) -> str | None:
+    """Why ``obj`` is not a valid result record, or None when it is."""
+    if not isinstance(obj, dict):
+        return "not a JSON object"
+    for key, kind in REQUIRED.items():
+        if not isinstance(obj.get(key), kind) or (kind is int and isinstance(obj.get(key), bool)):
+            return f"field {key!r} missing or not {kind.__name__}"
+    if obj["status"] not in STATUSES:
+        return f"status {obj['status']!r} is not one of {STATUSES}"
+    for key in NUMERIC:
+        value = obj.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"field {key!r} is not a number"
+    if obj["status"] == "ok" and obj.get("target_acc") is None:
+        return "an ok result without target_acc"
+    return None
+
+
+def read_result(path) -> dict | None:
+    """The result stored at ``path``, or None if it is missing, truncated or hand-broken."""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return obj if validate_result(obj) is None else None
+
+
+def load_results(results_dir) -> list[dict]:
+    """Every valid result under ``results_dir`` (one directory per run)."""
+    root = Path(results_dir)
+    found = []
+    for path in sorted(root.glob(f"*/{RESULT_FILE}")):
+        result = read_result(path)
+        if result is not None:
+            found.append(result)
+    return found
+
+
+def finished_run_ids(results_dir) -> set[str]:
+    """Run ids with a valid ``ok`` result whose files are intact: a rerun skips these."""
+    done = set()
+    for path in sorted(Path(results_dir).glob(f"*/{RESULT_FILE}")):
+        result = read_result(path)
+        if result is not None and result["status"] == "ok" and artifacts_intact(path.parent, result):
+            done.add(result["run_id"])
+    return done
+
+
+ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+MODEL_FILE = "model.pt"  # the trained transfer model's state dict
+ARTIFACTS = (ONNX_FILE, INT8_FILE, MODEL_FILE)  # the model files a run writes
+
+
+def sha256_file(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def artifact_digests(run_dir) -> dict:
+    """sha256 of every model file a run wrote, recorded in its result to verify on resume."""
+    return {name: sha256_file(Path(run_dir) / name) for name in ARTIFACTS if (Path(run_dir) / name).is_file()}
+
+
+def artifacts_intact(run_dir, result: dict) -> bool:
+    """True when every file named in ``result["artifacts"]`` exists with the recorded sha256."""
+    recorded = result.get("artifacts")
+    if recorded is None:
+        return True  # results written before digests were recorded
+    if not isinstance(recorded, dict):
+        return False
+    for name, digest in recorded.items():
+        path = Path(run_dir) / str(name)
+        if not path.is_file() or not isinstance(digest, str) or sha256_file(path) != digest:
+            return False
+    return True

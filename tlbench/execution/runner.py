@@ -1,0 +1,303 @@
+"""Runs a grid: source pretraining (cached) -> transfer -> evaluate -> export -> verify -> record."""
+
+from __future__ import annotations
+
+import datetime as dt
+import traceback
+from pathlib import Path
+
+import torch
+
+from tlbench.execution import source_cache as cache
+from tlbench.execution import claims
+from tlbench.plugin.contracts import TransferContext
+from tlbench.grid.dataset_options import build_dataset, dataset_key
+from tlbench.training.data import adapt_inputs, adapted_preprocessing, backbone_input_shape, few_shot
+from tlbench.utils.environment import device_name, versions
+from tlbench.grid import RunSpec
+from tlbench.training.model import build_model
+from tlbench.deploy.onnx_export import export_onnx, model_size_mb, verify
+from tlbench.plugin.registry import Registry
+from tlbench.training.selection import SOURCE_VAL_FRACTION, SOURCE_VAL_MAX, holdout, make_selector
+from tlbench.execution.results import INT8_FILE, MODEL_FILE, ONNX_FILE, RESULT_FILE, artifact_digests, remove_stale_temps, write_json_atomic
+from tlbench.deploy.ort import ort_latency_ms, session_settings
+from tlbench.deploy.quantize import int8_report
+from tlbench.training.speed import HostTensor, SpeedSettings, resolve_speed
+from tlbench.utils.timing import median_ms
+from tlbench.training.loop import accuracy, predict_logits, pretrain_source, synchronize, transfer
+
+LATENCY_BATCH = 64
+
+
+def onnx_metadata(spec: RunSpec, dataset, shape, versions_: dict) -> dict:
+    """What an exported model carries for `tlbench predict`: labels, preprocessing, spec, versions."""
+    return {
+        "tlbench.labels": list(dataset.classes),
+        "tlbench.preprocessing": adapted_preprocessing(dataset.preprocessing, shape).as_dict(),
+        "tlbench.run_spec": {"run_id": spec.run_id, **spec.as_dict()},
+        "tlbench.versions": versions_,
+    }
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _seed_generator(seed: int, salt: int) -> torch.Generator:
+    generator = torch.Generator()
+    generator.manual_seed(seed * 1_000_003 + salt)
+    return generator
+
+
+class Runner:
+    """Executes RunSpecs against a registry, writing one result directory per run."""
+
+    def __init__(self, registry: Registry, results_dir, device: str = "cpu", log=print):
+        self.registry = registry
+        self.results_dir = Path(results_dir)
+        self.device = device
+        self.log = log
+        self._datasets: dict[str, object] = {}
+        self._domains: dict[str, object] = {}
+        self._versions = versions()
+
+    # -- data ---------------------------------------------------------------------------------
+    def dataset(self, name: str, options: dict | None = None):
+        """The dataset ``name`` built with ``options``, once per process."""
+        key = dataset_key(name, options or {})
+        if key not in self._datasets:
+            entry = self.registry.get("datasets", name)
+            self._datasets[key] = build_dataset(entry, options or {})
+        return self._datasets[key]
+
+    def domain(self, qualified: str, options: dict | None = None):
+        """(dataset object, DomainData) of ``dataset:domain``, loaded once per process."""
+        name, domain = qualified.split(":")
+        dataset = self.dataset(name, options)
+        key = dataset_key(qualified, options or {})
+        if key not in self._domains:
+            self._domains[key] = dataset.load(domain)
+        return dataset, self._domains[key]
+
+    def _inputs(self, spec: RunSpec, speed: SpeedSettings | None = None):
+        backbone = self.registry.get("backbones", spec.backbone)
+        src_ds, src = self.domain(spec.source, spec.options_of_dataset(spec.source.split(":")[0]))
+        tgt_ds, tgt = self.domain(spec.target, spec.options_of_dataset(spec.target.split(":")[0]))
+        shape = backbone_input_shape(tgt_ds.preprocessing, backbone.meta, spec.backbone_options)
+
+        speed = speed or SpeedSettings(self.device)
+
+        def fit(split, pre):
+            x = adapt_inputs(split.x, pre, shape)
+            # too large for the device: stays in (pinned) host memory, see tlbench.training.speed
+            x = x.to(self.device) if speed.keep_on_device(x) else HostTensor(x, self.device, speed.pin_memory, speed.non_blocking)
+            return type(split)(x, split.y.to(self.device))
+
+        data = {
+            "source_train": fit(src.train, src_ds.preprocessing),
+            "source_test": fit(src.test, src_ds.preprocessing),
+            "target_train": fit(tgt.train, tgt_ds.preprocessing),
+            "target_test": fit(tgt.test, tgt_ds.preprocessing),
+        }
+        return backbone, tgt_ds, shape, data
+
+    # -- source model -------------------------------------------------------------------------
+    def source_state(self, spec: RunSpec, backbone, shape, num_classes, source_train, speed=None) -> tuple[dict, dict]:
+        """The trained source model's state dict, from the cache or trained now (and cached)."""
+        key = spec.source_key()
+        key["input_shape"] = list(shape)
+        if spec.train.get("model_selection") == "source-val":  # trained without the held-out slice
+            key["source_val_holdout"] = [SOURCE_VAL_FRACTION, SOURCE_VAL_MAX]
+        path = cache.cache_path(self.results_dir, key)
+        lock = claims.wait_claim(cache.lock_path(path))  # one process trains it; the others wait, then load it
+        remove_stale_temps(path.parent, path.name)
+        try:
+            return self._source_state_at(path, spec, backbone, shape, num_classes, source_train, speed)
+        finally:
+            lock.release(remove=False)
+
+    def _source_state_at(self, path, spec, backbone, shape, num_classes, source_train, speed) -> tuple[dict, dict]:
+        state = cache.load_state(path)
+        if state is not None:
+            return state, {"source_cached": True, "source_train_seconds": 0.0}
+        torch.manual_seed(spec.seed)
+        model = build_model(backbone, shape, num_classes, spec.backbone_options).to(self.device)
+        if speed is not None:
+            model = speed.prepare_model(model, len(shape) + 1)
+        train = spec.train
+        stats = pretrain_source(
+            model, source_train, train["source_epochs"], train["batch_size"], train["lr"], _seed_generator(spec.seed, 1),
+            speed=speed,
+        )
+        state = model.state_dict()
+        cache.save_state(path, state)
+        self.log(f"trained source model {spec.backbone} on {spec.source} (seed {spec.seed}) in {stats.seconds:.1f}s")
+        return {k: v.detach().cpu() for k, v in state.items()}, {
+            "source_cached": False,
+            "source_train_seconds": round(stats.seconds, 4),
+        }
+
+    def _prepared(self, spec: RunSpec):
+        """Speed settings, backbone, target dataset, input shape, device data and the source
+        validation slice (None unless ``model_selection = "source-val"``) for one cell."""
+        speed = resolve_speed(spec.train, self.device)
+        speed.configure_backends()
+        backbone, tgt_ds, shape, data = self._inputs(spec, speed)
+        source_val = None
+        if spec.train.get("model_selection") == "source-val":
+            data["source_train"], source_val = holdout(data["source_train"], _seed_generator(spec.seed, 4))
+        return speed, backbone, tgt_ds, shape, data, source_val
+
+    def prepare_source(self, spec: RunSpec) -> dict:
+        """Train (or find cached) the source model ``spec`` needs: the first phase of a grid, so
+        each source model is trained once and shared."""
+        speed, backbone, tgt_ds, shape, data, _ = self._prepared(spec)
+        _, info = self.source_state(spec, backbone, shape, len(tgt_ds.classes), data["source_train"], speed)
+        return info
+
+    # -- one cell -----------------------------------------------------------------------------
+    def run_dir(self, spec: RunSpec) -> Path:
+        return self.results_dir / spec.dirname
+
+    def run(self, spec: RunSpec) -> dict:
+        """Run one cell; any exception is recorded as a failed result, never raised."""
+        record = self._base_record(spec)
+        run_dir = self.run_dir(spec)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(run_dir)  # left by a process killed mid-write; this cell is ours now
+        try:
+            record.update(self._run(spec, run_dir))
+            record["status"] = "ok"
+            record["artifacts"] = artifact_digests(run_dir)  # verified before a rerun skips this cell
+        except KeyboardInterrupt:
+            record.update(status="interrupted", error="interrupted by the user", finished_at=_now())
+            write_json_atomic(run_dir / RESULT_FILE, record)
+            raise
+        except Exception as exc:
+            record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            (run_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
+        record["finished_at"] = _now()
+        write_json_atomic(run_dir / RESULT_FILE, record)
+        return record
+
+    def _base_record(self, spec: RunSpec) -> dict:
+        provenance = {}
+        for kind, name in (
+            ("backbones", spec.backbone),
+            ("datasets", spec.target.split(":")[0]),
+            ("strategies", spec.strategy),
+            ("adaptation_losses", spec.loss),
+        ):
+            entry = self.registry.entries[kind].get(name)
+            if entry:
+                provenance[kind] = entry.as_dict()
+        return {
+            "run_id": spec.run_id,
+            **{k: v for k, v in spec.as_dict().items()},
+            "status": "running",
+            "error": None,
+            "device": self.device,
+            "device_name": device_name(self.device),
+            "versions": self._versions,
+            "provenance": provenance,
+            "started_at": _now(),
+        }
+
+    def _run(self, spec: RunSpec, run_dir: Path) -> dict:
+        speed, backbone, tgt_ds, shape, data, source_val = self._prepared(spec)
+        num_classes = len(tgt_ds.classes)
+        source_state, source_info = self.source_state(spec, backbone, shape, num_classes, data["source_train"], speed)
+        strategy = self.registry.get("strategies", spec.strategy).obj(**spec.strategy_options)
+        loss = self.registry.get("adaptation_losses", spec.loss).obj(**spec.loss_options)
+
+        torch.manual_seed(spec.seed + 7919)
+        model = build_model(backbone, shape, num_classes, spec.backbone_options)
+        weights_info = getattr(model.backbone, "weights_info", None)  # which initial weights, if it says
+        if strategy.init_from_source:
+            model.load_state_dict(source_state)
+        model = speed.prepare_model(model.to(self.device), len(shape) + 1)
+        generator = _seed_generator(spec.seed, 2)
+        train = spec.train
+        augment_gen = _seed_generator(spec.seed, 3)
+        ctx = TransferContext(
+            source_state={k: v.to(self.device) for k, v in source_state.items()},
+            source_train=data["source_train"],
+            target_labeled=few_shot(data["target_train"], spec.shots, generator),
+            target_unlabeled=data["target_train"].x,
+            num_classes=num_classes,
+            shots=spec.shots,
+            steps=train["steps"],
+            lr=train["lr"],
+            batch_size=train["batch_size"],
+            device=torch.device(self.device),
+            generator=generator,
+            augment=lambda x: tgt_ds.augment(x, augment_gen),
+            log=self.log,
+            extra={"speed": speed},
+        )
+        loss.setup(model.backbone.out_features, num_classes, ctx)
+        selector = make_selector(spec.train, source_val, data["target_test"])
+        stats = transfer(model, strategy, loss, ctx, selector=selector)
+        cache.save_state(run_dir / MODEL_FILE, model.state_dict())  # for `tlbench export RUN_DIR`
+
+        target_test, source_test = data["target_test"], data["source_test"]
+        batch = train["eval_batch_size"]
+        result = {
+            **source_info,
+            "backbone_weights": weights_info,
+            "input_shape": list(shape),
+            "speed": speed.as_dict(),
+            "target_labeled_examples": 0 if ctx.target_labeled is None else len(ctx.target_labeled),
+            "target_acc": accuracy(model, target_test, batch),
+            "source_acc": accuracy(model, source_test, batch),
+            "train_seconds": round(stats.seconds, 4),
+            "train_samples_per_s": round(stats.samples_per_s, 1),
+            "train_phases": stats.phases,
+            "strategy_summary": strategy.summary(),
+            "final_loss_terms": stats.last_terms,
+            "model_selection": spec.train.get("model_selection", "last"),
+            **(selector.as_dict() if selector is not None else {}),
+        }
+        result.update(
+            self._latency_and_export(spec, model, tgt_ds, shape, target_test, run_dir, calibration=data["target_train"].x)
+        )
+        return result
+
+    def _latency_and_export(self, spec, model, dataset, shape, test, run_dir: Path, calibration=None) -> dict:
+        train = spec.train
+        repeats = train["latency_repeats"]
+        one, many = test.x[:1], test.x[:LATENCY_BATCH]
+        model.eval()
+        with torch.inference_mode():
+            sync = (lambda: synchronize(self.device)) if self.device.startswith("cuda") else None
+            torch_b1 = median_ms(lambda: model(one), repeats=repeats, sync=sync)
+            torch_bn = median_ms(lambda: model(many), repeats=max(3, repeats // 5), sync=sync)
+        cpu_model = model.cpu()
+        reference = predict_logits(cpu_model, test.x.cpu(), train["eval_batch_size"])
+        metadata = onnx_metadata(spec, dataset, shape, self._versions)
+        onnx_path = run_dir / ONNX_FILE
+        export_onnx(cpu_model, test.x[:2].cpu(), onnx_path, metadata, dynamo=train["export_dynamo"])
+        check = verify(onnx_path, reference, test.x, test.y, self.device, train["eval_batch_size"])
+        session = check.pop("_session")
+        x1 = one.cpu().numpy()
+        xn = many.cpu().numpy()
+        model.to(self.device)
+        int8 = {}
+        if train.get("int8", True):
+            int8 = int8_report(
+                onnx_path, run_dir / INT8_FILE, calibration=None if calibration is None else calibration.cpu().numpy(),
+                test_x=test.x.cpu().numpy(), test_y=test.y.cpu().numpy(),
+                fp32_acc=check["onnx_target_acc"], latency_inputs=(x1, xn), device=self.device, repeats=repeats,
+                batch_size=train["eval_batch_size"], seed=spec.seed,
+            )
+        return {
+            **check,
+            **int8,
+            "ort_settings": session_settings(),
+            "onnx_path": onnx_path.name,
+            "onnx_size_mb": round(model_size_mb(onnx_path), 4),
+            "torch_latency_ms": round(torch_b1, 4),
+            "torch_latency_ms_b64": round(torch_bn, 4),
+            "ort_latency_ms": round(ort_latency_ms(session, x1, repeats), 4),
+            "ort_latency_ms_b64": round(ort_latency_ms(session, xn, max(3, repeats // 5)), 4),
+        }

@@ -1,0 +1,64 @@
+"""Dataset options (``[set.<dataset>]``, ``--data-root``, ``--download``) and load-time domains.
+
+Datasets get options like any plugin; the grid-wide ``data_root`` and ``download`` keys are
+passed to every dataset whose defaults declare them. A dataset registered with
+``domains=None`` lists its domains only once built with its options (e.g. folders on disk), so
+validation builds it, as it does every dataset with a ``data_root`` option: their constructors
+should be cheap (no loading) and raise ``UserError`` for a missing path.
+"""
+
+from __future__ import annotations
+
+import json
+
+from tlbench.grid.options import check_value, resolve_options
+from tlbench.plugin.errors import UserError, unknown
+
+GLOBAL_DATASET_KEYS = ("data_root", "download")
+
+
+def resolve_dataset_options(registry, name: str, config: dict, given: dict | None) -> dict:
+    """Defaults, then the grid-wide keys it declares, then its ``[set.<name>]`` table."""
+
+    entry = registry.get("datasets", name)
+    defaults = entry.defaults
+    base = dict(defaults)
+    for key in GLOBAL_DATASET_KEYS:
+        if key in defaults and config.get(key) is not None:
+            base[key] = check_value(f"dataset {name!r}", key, config[key], defaults[key])
+    return resolve_options(f"dataset {name!r}", base, given or {})
+
+
+def build_dataset(entry, options: dict):
+    """Instantiate a dataset entry with its options."""
+    return entry.obj(**options)
+
+
+def dataset_key(name: str, options: dict) -> str:
+    """A stable cache key of a dataset and its options."""
+    return name + json.dumps(options, sort_keys=True, default=str)
+
+
+def domains_of(registry, name: str, options: dict, built: dict) -> tuple[str, ...] | None:
+    """The dataset's domains: from its register meta, or (``domains=None``) from building it."""
+    entry = registry.get("datasets", name)
+    domains = entry.meta.get("domains")
+    reads_disk = "data_root" in entry.defaults  # built now so a wrong path fails before training
+    if domains and not reads_disk:
+        return tuple(domains)
+    if not reads_disk and ("domains" not in entry.meta or domains is not None):
+        return None
+    key = dataset_key(name, options)
+    if key not in built:
+        built[key] = build_dataset(entry, options)
+    found = tuple(getattr(built[key], "domains", ()) or domains or ())
+    if not found:
+        raise UserError(f"dataset {name!r} found no domains with options {options}")
+    return found
+
+
+def check_domain(registry, name: str, domain: str, options: dict, built: dict) -> None:
+    """UserError unless ``domain`` is one of the dataset's domains."""
+    domains = domains_of(registry, name, options, built)
+    if domains and domain not in domains:
+        raise unknown(f"domain of dataset {name!r}", domain, domains)

@@ -1,0 +1,201 @@
+"""Grid configuration -> validated list of RunSpec. All validation happens here, before training.
+
+The same keys come from a TOML grid file and from command-line flags (flags win)::
+
+    backbone = ["smallcnn"]          # --backbone smallcnn,resnet18
+    source   = ["digits:mnist"]      # --source digits:mnist
+    target   = ["digits:uci"]        # --target digits:uci
+    strategy = ["finetune"]          # --strategy scratch,finetune
+    loss     = ["none"]              # --loss none,dann
+    shots    = [10]                  # --shots 1,10,all   (per class; 0 = unlabeled target)
+    seeds    = [0]                   # --seeds 0,1
+    results_dir = "results/runs"     # --results-dir DIR
+    device   = "auto"                # --device cpu|cuda|cuda:1|auto
+    executor = "local"               # --executor local|processes|ray  (tlbench/execution/contract.py)
+    workers  = 2                     # --workers N; devices = ["cuda:0", "cuda:1"]; ray_address = "auto"
+    threads  = 1                     # --threads N  (torch CPU threads per task)
+    [train]                          # --set train.steps=200
+    [set.l2sp]                       # --set l2sp.alpha=0.01  (plugin hyperparameters)
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from tlbench.grid.dataset_options import check_domain, resolve_dataset_options
+from tlbench.grid.options import resolve_options, resolve_train
+from tlbench.grid.spec import KNOWN_KEYS, LIST_KEYS, PLUGIN_KINDS, RunSpec
+from tlbench.plugin.errors import UserError, unknown
+from tlbench.plugin.registry import SINGULAR, Registry
+
+MAX_SHOTS = 1_000_000
+
+
+def _as_list(config: dict, key: str) -> list:
+    value = config.get(key)
+    if value is None:
+        raise UserError(f"grid needs `{key}` (a list, or the --{key} flag)")
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list):
+        raise UserError(f"grid key `{key}` must be a list, got {type(value).__name__}")
+    if not value:
+        raise UserError(f"grid key `{key}` is an empty list; give at least one value")
+    return value
+
+
+def _parse_shots(values: list) -> list:
+    out = []
+    for value in values:
+        if isinstance(value, str) and value.strip().lower() == "all":
+            out.append("all")
+            continue
+        try:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            shots = int(value)
+        except (TypeError, ValueError):
+            raise UserError(f"shots {value!r} is not a whole number or 'all' (e.g. --shots 0,10,all)") from None
+        if not 0 <= shots <= MAX_SHOTS:
+            raise UserError(f"shots {shots} is out of range; use 0..{MAX_SHOTS} per class, or 'all'")
+        out.append(shots)
+    return list(dict.fromkeys(out))
+
+
+def _parse_seeds(values: list) -> list[int]:
+    out = []
+    for value in values:
+        try:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            seed = int(value)
+        except (TypeError, ValueError):
+            raise UserError(f"seed {value!r} is not a whole number (e.g. --seeds 0,1,2)") from None
+        if not 0 <= seed < 2**31:
+            raise UserError(f"seed {seed} is out of range; use 0..{2**31 - 1}")
+        out.append(seed)
+    return list(dict.fromkeys(out))
+
+
+def _plugin_options(registry: Registry, sets: dict, used: dict[str, list[str]]) -> dict[tuple[str, str], dict]:
+    """Route ``[set.NAME]`` tables to the plugin called NAME (``[set.KIND.NAME]`` disambiguates)."""
+    if not isinstance(sets, dict):
+        raise UserError("`set` must be a table of plugin names, e.g. [set.l2sp] alpha = 0.01")
+    routed: dict[tuple[str, str], dict] = {}
+    all_names = {n for kind in PLUGIN_KINDS.values() for n in registry.names(kind)}
+    for name, options in sets.items():
+        if name in PLUGIN_KINDS and isinstance(options, dict) and all(isinstance(v, dict) for v in options.values()):
+            for sub, sub_options in options.items():
+                registry.get(PLUGIN_KINDS[name], sub)
+                routed[(PLUGIN_KINDS[name], sub)] = sub_options
+            continue
+        kinds = [kind for kind in PLUGIN_KINDS.values() if name in registry.entries[kind]]
+        if not kinds:
+            raise unknown("plugin in `set`", name, all_names)
+        if len(kinds) > 1:
+            raise UserError(f"`set.{name}` is ambiguous ({', '.join(kinds)}); write set.<kind>.{name}")
+        routed[(kinds[0], name)] = options
+    return routed
+
+
+def _split_domain(value, registry: Registry, role: str, data_opts=None, built=None) -> tuple[str, str]:
+    if not isinstance(value, str) or value.count(":") != 1:
+        raise UserError(f"{role} {value!r} must be DATASET:DOMAIN (e.g. digits:mnist)")
+    dataset, domain = value.split(":")
+    registry.get("datasets", dataset)
+    options = (data_opts or {}).get(dataset, {})
+    check_domain(registry, dataset, domain, options, {} if built is None else built)
+    return dataset, domain
+
+
+def expand(config: dict, registry: Registry) -> list[RunSpec]:
+    """Validate a merged grid configuration and expand it into its Cartesian product of runs.
+
+    Pairs whose source and target are the same domain are skipped.
+    """
+    unknown_keys = [k for k in config if k not in KNOWN_KEYS]
+    if unknown_keys:
+        raise unknown("grid key", unknown_keys[0], KNOWN_KEYS)
+    lists = {key: _as_list(config, key) for key in LIST_KEYS}
+    for key in ("backbone", "strategy", "loss", "source", "target"):
+        for value in lists[key]:
+            if not isinstance(value, str):
+                raise UserError(f"grid key `{key}` must list names (strings), got {value!r}")
+    shots = _parse_shots(lists["shots"])
+    seeds = _parse_seeds(lists["seeds"])
+    kinds = {"backbone": "backbones", "strategy": "strategies", "loss": "adaptation_losses"}
+    for key, kind in kinds.items():
+        for name in lists[key]:
+            registry.get(kind, name)
+    train = resolve_train(config.get("train") or {})
+    routed = _plugin_options(registry, config.get("set") or {}, lists)
+    options = {}
+    for (kind, name), given in routed.items():
+        if kind == "datasets":
+            continue
+        entry = registry.get(kind, name)
+        options[(kind, name)] = resolve_options(f"{SINGULAR[kind]} {name!r}", entry.defaults, given)
+        check = entry.meta.get("check_options") if kind != "backbones" else None
+        if callable(check):  # value checks beyond types (backbones are checked below, defaults included)
+            check(options[(kind, name)])
+    data_names = [v.split(":")[0] for v in lists["source"] + lists["target"] if v.count(":") == 1]
+    data_names += [name for kind, name in routed if kind == "datasets"]
+    data_opts = {n: resolve_dataset_options(registry, n, config, routed.get(("datasets", n))) for n in dict.fromkeys(data_names)}
+    built_datasets: dict = {}
+
+    def opts(kind, name):
+        return options.get((kind, name)) or dict(registry.get(kind, name).defaults)
+
+    pairs = []
+    for source in dict.fromkeys(lists["source"]):
+        for target in dict.fromkeys(lists["target"]):
+            if source == target:
+                continue
+            src_ds, _ = _split_domain(source, registry, "source", data_opts, built_datasets)
+            tgt_ds, _ = _split_domain(target, registry, "target", data_opts, built_datasets)
+            _check_label_space(registry, src_ds, tgt_ds, source, target)
+            pairs.append((source, target))
+    if not pairs:
+        raise UserError("no source->target pair: every source equals its target; give different domains")
+    for backbone in lists["backbone"]:
+        entry = registry.get("backbones", backbone)
+        for _, target in pairs:
+            dataset = registry.get("datasets", target.split(":")[0])
+            b_mod, d_mod = entry.meta.get("modality"), dataset.meta.get("modality")
+            if b_mod and d_mod and b_mod != d_mod:
+                fitting = [n for n in registry.names("backbones") if registry.entries["backbones"][n].meta.get("modality") == d_mod]
+                raise UserError(
+                    f"backbone {backbone!r} takes {b_mod} input but {target} is {d_mod} data; "
+                    f"{d_mod} backbones: {', '.join(fitting) or '(none)'}"
+                )
+    for backbone in dict.fromkeys(lists["backbone"]):
+        check = registry.get("backbones", backbone).meta.get("check_options")
+        if callable(check):
+            check(opts("backbones", backbone))
+    specs = []
+    for backbone, (source, target), strategy, loss, shot, seed in itertools.product(
+        dict.fromkeys(lists["backbone"]), pairs, dict.fromkeys(lists["strategy"]), dict.fromkeys(lists["loss"]), shots, seeds
+    ):
+        specs.append(
+            RunSpec(
+                backbone, source, target, strategy, loss, shot, seed,
+                opts("backbones", backbone), opts("strategies", strategy), opts("adaptation_losses", loss), train,
+                {n: data_opts[n] for n in dict.fromkeys(p.split(":")[0] for p in (source, target)) if data_opts[n]},
+            )
+        )
+    return specs
+
+
+def _check_label_space(registry: Registry, src_ds: str, tgt_ds: str, source: str, target: str) -> None:
+    if src_ds == tgt_ds:
+        return
+    src_meta, tgt_meta = registry.get("datasets", src_ds).meta, registry.get("datasets", tgt_ds).meta
+    src_classes = src_meta.get("classes") or src_meta.get("num_classes")
+    tgt_classes = tgt_meta.get("classes") or tgt_meta.get("num_classes")
+    label_space = src_meta.get("label_space"), tgt_meta.get("label_space")
+    if label_space[0] and label_space[0] == label_space[1] and src_classes == tgt_classes:
+        return
+    raise UserError(
+        f"{source} and {target} do not share a label space ({src_ds}: {src_classes} classes, "
+        f"{tgt_ds}: {tgt_classes}); pick domains of one dataset, or datasets declaring the same label_space"
+    )

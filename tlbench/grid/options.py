@@ -1,0 +1,48 @@
+"""Option tables (``[train]``, ``[set.NAME]``) checked against their defaults' types and ranges."""
+
+from __future__ import annotations
+
+import math
+
+from tlbench.grid.spec import MODEL_SELECTIONS, TRAIN_DEFAULTS, TRAIN_LIMITS
+from tlbench.plugin.errors import UserError, closest_first
+
+def check_value(what: str, key: str, value, default):
+    """Type-check one option against its default's type; ints are accepted for floats."""
+    if default is None:
+        return value
+    expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if expected is bool and not isinstance(value, bool):
+        raise UserError(f"{what} option `{key}` must be true or false, got {value!r}")
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise UserError(f"{what} option `{key}` must be {expected.__name__} (like {default!r}), got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{what} option `{key}` must be finite, got {value!r}")
+    return value
+
+
+def resolve_options(what: str, defaults: dict, given: dict) -> dict:
+    """Defaults overridden by ``given``; unknown keys and wrong types are UserErrors."""
+    if not isinstance(given, dict):
+        raise UserError(f"options for {what} must be a table of NAME = VALUE")
+    out = dict(defaults)
+    for key, value in given.items():
+        if key not in defaults:
+            known = ", ".join(closest_first(key, defaults)) or "(it takes none)"
+            raise UserError(f"{what} has no option {key!r}; known: {known}")
+        out[key] = check_value(what, key, value, defaults[key])
+    return out
+
+
+def resolve_train(given: dict) -> dict:
+    """Training settings with defaults, types and ranges checked."""
+    train = resolve_options("train", TRAIN_DEFAULTS, given or {})
+    for key, (low, high) in TRAIN_LIMITS.items():
+        if not low <= train[key] <= high:
+            raise UserError(f"train option `{key}` = {train[key]!r} is out of range; use {low}..{high}")
+    if train["model_selection"] not in MODEL_SELECTIONS:
+        raise UserError(f"train option `model_selection` = {train['model_selection']!r} is not one of {', '.join(MODEL_SELECTIONS)}")
+    return train
+

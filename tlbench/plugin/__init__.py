@@ -1,0 +1,1 @@
+"""The plugin system: hookspecs, discovery, the typed registry, the contracts plugins implement, errors."""

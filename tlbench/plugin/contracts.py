@@ -1,0 +1,209 @@
+"""The public plugin contracts: what a dataset, strategy and adaptation loss provide.
+
+Backbones need no base class: any ``nn.Module`` with an ``out_features`` attribute that maps
+an input batch to ``(batch, out_features)`` features will do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+IMAGE = "image"
+SEQUENCE = "sequence"
+MODALITIES = (IMAGE, SEQUENCE)
+
+
+@dataclass
+class Split:
+    """Inputs (already normalised float tensors) and integer labels of one split."""
+
+    x: Tensor
+    y: Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def to(self, device) -> "Split":
+        return Split(self.x.to(device), self.y.to(device))
+
+
+@dataclass
+class DomainData:
+    """The fixed train/test split of one domain."""
+
+    train: Split
+    test: Split
+
+
+@dataclass
+class Preprocessing:
+    """How raw inputs become model inputs; stored in the ONNX metadata for ``tlbench predict``.
+
+    Images: raw pixels are scaled by ``scale`` (1/255 for 8-bit), converted to ``input_shape``'s
+    channel count and size, then normalised with ``mean``/``std`` per channel. Sequences:
+    ``(time, features)`` arrays normalised per feature.
+    """
+
+    modality: str
+    input_shape: tuple[int, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    scale: float = 1.0 / 255.0
+
+    def as_dict(self) -> dict:
+        return {
+            "modality": self.modality,
+            "input_shape": list(self.input_shape),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "scale": self.scale,
+        }
+
+
+class Dataset:
+    """Base class for dataset plugins: named domains over one label space."""
+
+    domains: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ()
+    preprocessing: Preprocessing
+
+    def load(self, domain: str) -> DomainData:
+        """Return the fixed, seeded train/test split of ``domain`` as normalised tensors."""
+        raise NotImplementedError
+
+    def augment(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """A random view of a batch, for contrastive losses. Default: mild noise and shift."""
+        return default_augment(x, self.preprocessing.modality, generator)
+
+
+def default_augment(x: Tensor, modality: str, generator: torch.Generator | None = None) -> Tensor:
+    """Modality-aware augmentation (see ``tlbench.plugin.augment``): images get a per-example random
+    affine crop, contrast/brightness jitter and noise; sequences gain, offset, time shift, jitter."""
+    from tlbench.plugin.augment import image_view, sequence_view
+
+    if modality == IMAGE:
+        return image_view(x, generator)
+    return sequence_view(x, generator)
+
+
+@dataclass
+class Phase:
+    """One stage of transfer training: which parameters train, at which learning rates, how long."""
+
+    name: str
+    param_groups: list[dict]
+    steps: int
+
+
+@dataclass
+class TransferContext:
+    """Everything a strategy or loss may look at while setting up a transfer."""
+
+    source_state: dict[str, Tensor] | None
+    source_train: Split
+    target_labeled: Split | None
+    target_unlabeled: Tensor
+    num_classes: int
+    shots: int | str
+    steps: int
+    lr: float
+    batch_size: int
+    device: torch.device
+    generator: torch.Generator
+    augment: Callable[[Tensor], Tensor]
+    log: Callable[[str], None] = print
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _merge_hparams(cls, given: dict) -> dict:
+    return {**cls.defaults, **given}
+
+
+class Strategy(nn.Module):
+    """Base class for transfer strategies. The default is a plain full fine-tune.
+
+    Subclasses set ``defaults`` (their hyperparameters), and override what differs:
+    ``init_from_source`` (start from the source model or from random weights),
+    ``uses_source_labels`` (labeled source batches keep flowing into ``source_loss``),
+    ``setup``, ``phases`` and ``regulariser``. A strategy may own parameters (an extra head);
+    they train but are never exported.
+    """
+
+    defaults: ClassVar[dict] = {}
+    init_from_source: ClassVar[bool] = True
+    uses_source_labels: ClassVar[bool] = False
+
+    def __init__(self, **hparams):
+        super().__init__()
+        self.hparams = _merge_hparams(type(self), hparams)
+
+    def setup(self, model: nn.Module, ctx: TransferContext) -> None:
+        """Prepare before training (reset the head, remember source weights, fit weights...)."""
+
+    def phases(self, model: nn.Module, ctx: TransferContext) -> list[Phase]:
+        """The training phases; by default one phase training every parameter at ``ctx.lr``."""
+        return [Phase("finetune", [{"params": list(model.parameters()), "lr": ctx.lr}], ctx.steps)]
+
+    def regulariser(self, model: nn.Module) -> Tensor | None:
+        """An extra penalty added to the loss at every step, or None."""
+        return None
+
+    def source_loss(self, model: nn.Module, features: Tensor, labels: Tensor, index: Tensor) -> Tensor:
+        """Loss on a labeled source batch (only called when ``uses_source_labels``)."""
+        return F.cross_entropy(model.head(features), labels)
+
+    def summary(self) -> dict:
+        """JSON-ready facts about what the strategy did (stages frozen, weight statistics...),
+        recorded in result.json as ``strategy_summary``; empty by default."""
+        return {}
+
+
+@dataclass
+class AdaptationBatch:
+    """What an adaptation loss sees at one step."""
+
+    source_features: Tensor
+    source_logits: Tensor
+    target_features: Tensor
+    target_logits: Tensor
+    target_inputs: Tensor
+    model: nn.Module
+    augment: Callable[[Tensor], Tensor]
+    progress: float
+    source_inputs: Tensor | None = None
+
+
+class AdaptationLoss(nn.Module):
+    """Base class for adaptation losses between source and unlabeled target features.
+
+    ``forward(batch)`` returns an unweighted scalar; the training loop multiplies it by the
+    ``weight`` hyperparameter. Parameters the loss owns (a domain discriminator) are created in
+    ``setup`` and trained with the model, but never exported. A loss with
+    ``needs_target_unlabeled = False`` is never called (source-only training). With
+    ``uses_source_labels`` (the default) the loop adds cross-entropy on the labeled source batch
+    when the strategy does not already, so the classifier stays anchored while features adapt
+    (the usual UDA objective: source CE + weight * adaptation loss).
+    """
+
+    defaults: ClassVar[dict] = {"weight": 1.0}
+    needs_target_unlabeled: ClassVar[bool] = True
+    uses_source_labels: ClassVar[bool] = True
+
+    def __init__(self, **hparams):
+        super().__init__()
+        self.hparams = _merge_hparams(type(self), hparams)
+
+    @property
+    def weight(self) -> float:
+        return float(self.hparams.get("weight", 1.0))
+
+    def setup(self, feature_dim: int, num_classes: int, ctx: TransferContext) -> None:
+        """Create owned parameters once feature size and class count are known."""
+
+    def forward(self, batch: AdaptationBatch) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError

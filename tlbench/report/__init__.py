@@ -1,0 +1,1 @@
+"""Reporting: aggregation and statistics, rich tables, text/HTML formats, plots, MLflow tracking."""

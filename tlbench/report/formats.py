@@ -1,0 +1,84 @@
+"""The leaderboard as text: csv, Markdown, JSON and the self-contained HTML page."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from tlbench.report.html import render_html
+from tlbench.report.leaderboard import (
+    COLUMNS, ID_COLUMNS, NEG_RULE, ROW_KEYS, TIE_RULE, aggregate, caption, choose_columns, failure_cell, failures,
+    id_text, mark, pair_groups, show_selection_column,
+)
+
+EXPORT_COLUMNS = ROW_KEYS + ("seeds", "rank", "best", "tie_with_best")
+
+
+def _csv(rows: list[dict], keys: list[str]) -> str:
+    fields = list(EXPORT_COLUMNS)
+    for key in keys:
+        fields += [f for f in COLUMNS[key].fields if f not in fields]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        flat = dict(row)
+        flat["provenance"] = "; ".join(f"{k}: {v}" for k, v in row["provenance"].items())
+        writer.writerow(flat)
+    return buffer.getvalue()
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "/")
+
+
+def _markdown(rows: list[dict], keys: list[str], failed: list[dict]) -> str:
+    lines = []
+    for pair, group in pair_groups(rows).items():
+        ids = list(ID_COLUMNS) + (["model_selection"] if show_selection_column(group) else [])
+        headers = ids + [COLUMNS[k].header for k in keys]
+        lines += [f"### {pair}", "", f"_{caption(group)}_", "", "| " + " | ".join(headers) + " |",
+                  "|" + "|".join("---:" if i >= len(ids) and COLUMNS[keys[i - len(ids)]].numeric else "---" for i in range(len(headers))) + "|"]
+        for r in group:
+            cells = []
+            for key in keys:
+                text = COLUMNS[key].text(r)
+                if key == "acc" and mark(r) == "best":
+                    text = f"**★ {text}**"
+                elif key == "acc" and mark(r) == "tie":
+                    text = f"≈ {text}"
+                elif key == "gain" and r["negative_transfer_clear"]:
+                    text = f"**{text}**"
+                cells.append(_md_cell(text))
+            lines.append("| " + " | ".join([_md_cell(id_text(r, c)) for c in ids] + cells) + " |")
+        lines.append("")
+    if failed:
+        lines += ["### failed runs", "", "| run_id | cell | status | error |", "|---|---|---|---|"]
+        for f in failed:
+            lines.append(f"| {f['run_id']} | {failure_cell(f)} | {f['status']} | {_md_cell((f['error'] or '').splitlines()[0] if f['error'] else '')} |")
+    return "\n".join(lines) + "\n"
+
+
+FORMATS = ("csv", "md", "json", "html")
+
+
+def export(results: list[dict], fmt: str, columns: str | None = None, plots: dict | None = None) -> str:
+    """The aggregated leaderboard as ``csv``, ``md``, ``json`` or ``html`` text.
+
+    ``columns`` picks the columns of csv/md/html (see ``choose_columns``); json holds every field.
+    ``plots`` ({title: PNG path}) are embedded in the html page.
+    """
+    rows = aggregate(results)
+    if fmt == "json":
+        notes = {"tie_rule": TIE_RULE, "negative_transfer_rule": NEG_RULE,
+                 "captions": {pair: caption(group) for pair, group in pair_groups(rows).items()}}
+        return json.dumps({"leaderboard": rows, "failures": failures(results), "notes": notes}, indent=2) + "\n"
+    keys = choose_columns(columns, rows)
+    if fmt == "csv":
+        return _csv(rows, keys)
+    if fmt == "md":
+        return _markdown(rows, keys, failures(results))
+    if fmt == "html":
+        return render_html(rows, keys, failures(results), plots or {})
+    raise ValueError(f"unknown format {fmt!r}")

@@ -1,0 +1,100 @@
+"""Which checkpoint a run reports: the last step (default), or the best step on a validation split.
+
+``source-val`` scores a held-out slice of the source train split (never trained on, also not by
+the source model); ``target-oracle`` scores the target TEST split, which makes the reported
+target accuracy optimistic: it is there to show the headroom, not as a fair result.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from tlbench.training.speed import HostTensor
+
+SOURCE_VAL_FRACTION = 0.1
+SOURCE_VAL_MAX = 1000
+
+
+def holdout(split, generator: torch.Generator, fraction: float = SOURCE_VAL_FRACTION, limit: int = SOURCE_VAL_MAX):
+    """``(train, val)``: a seeded random slice of ``split`` (``fraction`` of it, at most ``limit``
+    rows, at least one) held out from the rest. Host-resident inputs stay host-resident."""
+    n = len(split)
+    size = max(1, min(limit, int(round(n * fraction))))
+    if n - size < 1:
+        raise ValueError(f"a split of {n} examples is too small to hold out a validation slice")
+    order = torch.randperm(n, generator=generator)
+    val_idx, train_idx = order[:size].sort().values, order[size:].sort().values
+
+    def take(index):
+        x = split.x
+        rows = x.subset(index) if isinstance(x, HostTensor) else x[index.to(x.device)]
+        return type(split)(rows, split.y[index.to(split.y.device)])
+
+    return take(train_idx), take(val_idx)
+
+
+class Selector:
+    """Scores the model every ``every`` steps and after the last one, keeps a copy of the best
+    state, and restores it at the end. Time spent scoring is kept apart (``seconds``) so the
+    run's training speed is not charged for it."""
+
+    def __init__(self, score, every: int, name: str):
+        self.score, self.every, self.name = score, max(1, int(every)), name
+        self.best_score: float | None = None
+        self.best_step: int | None = None
+        self.best_state: dict | None = None
+        self.evaluations = 0
+        self.last_step: int | None = None
+        self.seconds = 0.0
+
+    def _evaluate(self, model, step: int) -> None:
+        start = time.perf_counter()
+        modes = {m: m.training for m in model.modules()}
+        value = float(self.score(model))
+        for module, training in modes.items():
+            module.train(training)
+        self.evaluations += 1
+        self.last_step = step
+        if self.best_score is None or value > self.best_score:
+            self.best_score, self.best_step = value, step
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.seconds += time.perf_counter() - start
+
+    def after_step(self, model, step: int) -> None:
+        """Called by the training loop after optimizer step number ``step`` (1-based)."""
+        if step % self.every == 0:
+            self._evaluate(model, step)
+
+    def finish(self, model, step: int) -> None:
+        """Score the final state (unless just scored), then load the best state into ``model``."""
+        if self.last_step != step:
+            self._evaluate(model, step)
+        if self.best_state is not None:
+            start = time.perf_counter()
+            model.load_state_dict(self.best_state)
+            self.seconds += time.perf_counter() - start
+
+    def as_dict(self) -> dict:
+        """What is recorded in result.json."""
+        return {
+            "model_selection": self.name,
+            "selected_step": self.best_step,
+            "selection_score": self.best_score,
+            "selection_evaluations": self.evaluations,
+            "selection_seconds": round(self.seconds, 4),
+        }
+
+
+def make_selector(train: dict, source_val=None, target_test=None) -> Selector | None:
+    """The selector a run's ``[train]`` settings ask for, or None for the last step."""
+    from tlbench.training.loop import accuracy
+
+    name = train.get("model_selection", "last")
+    if name == "last":
+        return None
+    split = source_val if name == "source-val" else target_test
+    if split is None:
+        raise ValueError(f"model_selection {name!r} needs its validation split")
+    return Selector(lambda model: accuracy(model, split, train["eval_batch_size"]), train["selection_every"], name)

@@ -1,0 +1,1 @@
+"""Small helpers shared by several concerns: atomic writes, timing, the software/hardware environment."""
