@@ -16,6 +16,7 @@ from tlbench.plugin.contracts import AdaptationLoss
 from .dann import domain_discriminator
 from .entropy import prediction_entropy
 from .grl import dann_schedule, reverse_gradient
+from .recipe import UDA_RECIPE
 
 
 def multilinear_map(features: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
@@ -33,7 +34,7 @@ def entropy_weights(probs: torch.Tensor) -> torch.Tensor:
 class CDAN(AdaptationLoss):
     """Conditional adversarial loss on f ⊗ softmax(logits) through gradient reversal."""
 
-    defaults = {"weight": 1.0, "hidden": 256, "gamma": 10.0, "entropy_conditioning": True, "max_map_dim": 4096}
+    defaults = {"weight": 1.0, "hidden": 256, "gamma": 10.0, "entropy_conditioning": True, "max_map_dim": 4096, **UDA_RECIPE}
 
     def setup(self, feature_dim, num_classes, ctx):
         self.map_dim = feature_dim * num_classes

@@ -10,6 +10,8 @@ from torch import nn
 from tlbench import hookimpl
 from tlbench.plugin.contracts import AdaptationLoss
 
+from .recipe import UDA_RECIPE
+
 
 def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
     """NT-Xent: each row of ``z1`` must pick its partner in ``z2`` (and vice versa) among all
@@ -25,7 +27,7 @@ def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> to
 class Contrastive(AdaptationLoss):
     """InfoNCE between two random views, through a 2-layer projection head."""
 
-    defaults = {"weight": 0.1, "temperature": 0.2, "projection_dim": 64, "include_source": True}
+    defaults = {"weight": 0.1, "temperature": 0.2, "projection_dim": 64, "include_source": True, **UDA_RECIPE}
 
     def setup(self, feature_dim, num_classes, ctx):
         dim = int(self.hparams["projection_dim"])

@@ -5,6 +5,8 @@ import torch
 from tlbench import hookimpl
 from tlbench.plugin.contracts import AdaptationLoss
 
+from .recipe import UDA_RECIPE
+
 
 def covariance(x: torch.Tensor) -> torch.Tensor:
     """Unbiased feature covariance of the rows of ``x`` (``(n, d)`` -> ``(d, d)``)."""
@@ -25,7 +27,7 @@ class CORAL(AdaptationLoss):
     advise (weight such that CORAL and classification losses end up comparable), the default
     weight is 100; chosen on uci -> mnist, see results/adaptation/README.md."""
 
-    defaults = {"weight": 100.0}
+    defaults = {"weight": 100.0, **UDA_RECIPE}
 
     def forward(self, batch):
         return coral(batch.source_features, batch.target_features)

@@ -13,6 +13,7 @@ from tlbench import hookimpl
 from tlbench.plugin.contracts import AdaptationLoss
 
 from .grl import dann_schedule, reverse_gradient
+from .recipe import UDA_RECIPE
 
 
 def domain_discriminator(in_features: int, hidden: int) -> nn.Module:
@@ -35,7 +36,7 @@ def domain_bce(discriminator: nn.Module, source: torch.Tensor, target: torch.Ten
 class DANN(AdaptationLoss):
     """Adversarial domain confusion through gradient reversal with the usual lambda ramp."""
 
-    defaults = {"weight": 1.0, "hidden": 256, "gamma": 10.0}
+    defaults = {"weight": 1.0, "hidden": 256, "gamma": 10.0, **UDA_RECIPE}
 
     def setup(self, feature_dim, num_classes, ctx):
         self.discriminator = domain_discriminator(feature_dim, int(self.hparams["hidden"]))

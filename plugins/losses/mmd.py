@@ -6,6 +6,8 @@ import torch
 from tlbench import hookimpl
 from tlbench.plugin.contracts import AdaptationLoss
 
+from .recipe import UDA_RECIPE
+
 
 def squared_distances(z: torch.Tensor) -> torch.Tensor:
     """Pairwise squared Euclidean distances of the rows of ``z`` (gradient-safe at zero)."""
@@ -46,7 +48,7 @@ def mk_mmd(source: torch.Tensor, target: torch.Tensor, bandwidth: float = 0.0, k
 class MKMMD(AdaptationLoss):
     """Multi-kernel MMD on the backbone features (bandwidth 0 = mean-distance heuristic)."""
 
-    defaults = {"weight": 1.0, "kernel_num": 5, "kernel_mul": 2.0, "bandwidth": 0.0}
+    defaults = {"weight": 1.0, "kernel_num": 5, "kernel_mul": 2.0, "bandwidth": 0.0, **UDA_RECIPE}
 
     def forward(self, batch):
         h = self.hparams

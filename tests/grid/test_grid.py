@@ -34,6 +34,18 @@ def test_run_id_is_stable_and_depends_on_options(registry):
     assert e.run_id != a.run_id
 
 
+def test_recipe_keys_at_their_defaults_keep_run_ids(registry):
+    """Recipe settings added later leave run ids alone at their defaults; changing one changes it."""
+    plain = expand(BASE, registry)[0]
+    same = expand({**BASE, "train": {"optimizer": "adam", "schedule": "constant", "weight_decay": 0.0}}, registry)[0]
+    other = expand({**BASE, "train": {"schedule": "cosine"}}, registry)[0]
+    assert plain.run_id == same.run_id != other.run_id
+    assert plain.source_key() == same.source_key() != other.source_key()  # source pretraining follows [train]
+    dann = expand({**BASE, "loss": ["dann"]}, registry)[0]
+    faster = expand({**BASE, "loss": ["dann"], "set": {"dann": {"lr": 0.02}}}, registry)[0]
+    assert dann.run_id != faster.run_id and dann.source_key() == faster.source_key()  # a loss's recipe: transfer only
+
+
 def test_shots_all_and_zero(registry):
     specs = expand({**BASE, "shots": ["all", 0, "5"]}, registry)
     assert {s.shots for s in specs} == {"all", 0, 5}
@@ -60,6 +72,13 @@ def test_shots_all_and_zero(registry):
         ({"set": {"dann": {"hiden": 3}}}, "has no option 'hiden'; known: hidden"),
         ({"set": {"nosuch": {"x": 1}}}, "unknown plugin in `set` 'nosuch'"),
         ({"source": ["digits:mnist"], "target": ["digits:mnist"]}, "no source->target pair"),
+        ({"train": {"optimizer": "rmsprop"}}, "train option `optimizer` = 'rmsprop' is not one of adam, adamw, sgd"),
+        ({"train": {"schedule": "linear"}}, "is not one of constant, cosine, step, inverse"),
+        ({"train": {"warmup": 1.5}}, "train option `warmup` = 1.5 is out of range; use 0.0..1.0"),
+        ({"train": {"bn_recalibration_batches": -1}}, "out of range"),
+        ({"set": {"dann": {"optimizer": "lion"}}}, "loss 'dann' option `optimizer` = 'lion' is not one of"),
+        ({"set": {"dann": {"momentum": 2.0}}}, "loss 'dann' option `momentum` = 2.0 is out of range"),
+        ({"set": {"dann": {"lr": -0.1}}}, "loss 'dann' option `lr` = -0.1 is out of range"),
     ],
 )
 def test_validation_errors_are_clear(registry, change, message):

@@ -229,3 +229,24 @@ def test_model_selection_setting_is_validated_and_default_run_ids_are_unchanged(
     oracle = expand({**base, "train": {"model_selection": "target-oracle"}}, registry)[0]
     assert default.run_id == explicit.run_id != oracle.run_id
     assert default.train["model_selection"] == "last" and oracle.train["model_selection"] == "target-oracle"
+
+
+def test_gains_over_control_and_none_are_seed_paired_and_need_the_same_recipe():
+    sgd, adam = {"optimizer": "sgd", "lr": 0.01}, {"optimizer": "adam", "lr": 0.001}
+    runs = []
+    for seed, (none, control, mmd, odd) in enumerate([(0.30, 0.50, 0.60, 0.9), (0.20, 0.40, 0.52, 0.9), (0.40, 0.60, 0.69, 0.9)]):
+        runs += [
+            result("finetune", none, seed=seed, shots=0, loss="none", transfer_recipe=adam),
+            result("finetune", control, seed=seed, shots=0, loss="control", transfer_recipe=sgd),
+            result("finetune", mmd, seed=seed, shots=0, loss="mmd", transfer_recipe=sgd),
+            result("finetune", odd, seed=seed, shots=0, loss="odd", transfer_recipe=adam),  # another recipe
+        ]
+    rows = {r["loss"]: r for r in leaderboard.aggregate(runs)}
+    assert rows["mmd"]["gain_vs_control"] == pytest.approx(0.1033, abs=1e-3)  # (+0.10, +0.12, +0.09) / 3
+    assert rows["mmd"]["gain_vs_control_ci_low"] > 0
+    assert rows["mmd"]["gain_vs_none"] == pytest.approx(0.3033, abs=1e-3)
+    assert rows["odd"]["gain_vs_control"] is None  # a control with another recipe is not its control
+    assert rows["odd"]["gain_vs_none"] == pytest.approx(0.6)
+    assert rows["control"]["gain_vs_control"] is None
+    md = formats.export(runs, "md")
+    assert "gain vs control" in md and "gain vs none" in md and "+10.3 [" in md

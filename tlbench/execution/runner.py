@@ -24,7 +24,9 @@ from tlbench.deploy.ort import ort_latency_ms, session_settings
 from tlbench.deploy.quantize import int8_report
 from tlbench.training.speed import HostTensor, SpeedSettings, resolve_speed
 from tlbench.utils.timing import median_ms
+from tlbench.training.batchnorm import batch_statistics_accuracy
 from tlbench.training.loop import accuracy, predict_logits, pretrain_source, synchronize, transfer
+from tlbench.training.optim import recipe_of, transfer_recipe
 
 LATENCY_BATCH = 64
 
@@ -41,6 +43,17 @@ def onnx_metadata(spec: RunSpec, dataset, shape, versions_: dict) -> dict:
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _batch_stats_acc(model, split, other, bn_inputs: list[str], domain: str, batch_size: int) -> float | None:
+    """Accuracy on ``split`` (of ``domain``) with BatchNorm statistics taken from test batches
+    composed like the ones the stored statistics describe (``bn_inputs``): mixed with ``other``
+    when they mixed both domains. None when they never saw ``domain``, without BatchNorm, or
+    for host-resident data too large to hold."""
+    domains = {"source" if name == "source" else "target" for name in bn_inputs}
+    if domain not in domains or not isinstance(split.x, torch.Tensor) or not isinstance(other.x, torch.Tensor):
+        return None
+    return batch_statistics_accuracy(model, split.x, split.y, batch_size, companion=other.x if len(domains) == 2 else None)
 
 
 def _seed_generator(seed: int, salt: int) -> torch.Generator:
@@ -127,7 +140,7 @@ class Runner:
         train = spec.train
         stats = pretrain_source(
             model, source_train, train["source_epochs"], train["batch_size"], train["lr"], _seed_generator(spec.seed, 1),
-            speed=speed,
+            speed=speed, recipe=recipe_of(train), bn_batches=train.get("bn_recalibration_batches", 0),
         )
         state = model.state_dict()
         cache.save_state(path, state)
@@ -234,6 +247,8 @@ class Runner:
             augment=lambda x: tgt_ds.augment(x, augment_gen),
             log=self.log,
             extra={"speed": speed},
+            recipe=transfer_recipe(train, spec.loss_options),
+            bn_batches=train.get("bn_recalibration_batches", 0),
         )
         loss.setup(model.backbone.out_features, num_classes, ctx)
         selector = make_selector(spec.train, source_val, data["target_test"])
@@ -250,6 +265,15 @@ class Runner:
             "target_labeled_examples": 0 if ctx.target_labeled is None else len(ctx.target_labeled),
             "target_acc": accuracy(model, target_test, batch),
             "source_acc": accuracy(model, source_test, batch),
+            # the same model normalising with each test batch's own statistics: a large gap to
+            # source_acc means the stored BatchNorm statistics do not match the weights
+            "source_acc_batch_stats": _batch_stats_acc(model, source_test, target_test, stats.bn_inputs, "source", batch),
+            "target_acc_batch_stats": _batch_stats_acc(model, target_test, source_test, stats.bn_inputs, "target", batch),
+            "bn_inputs": stats.bn_inputs,
+            "transfer_recipe": ctx.recipe,
+            "lr_groups": stats.lr_groups,
+            "loss_trace": stats.loss_trace,
+            "bn_recalibration": stats.bn_recalibration,
             "train_seconds": round(stats.seconds, 4),
             "train_samples_per_s": round(stats.samples_per_s, 1),
             "train_phases": stats.phases,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 
 from tlbench.grid.dataset_options import check_domain, resolve_dataset_options
-from tlbench.grid.options import resolve_options, resolve_train
+from tlbench.grid.options import check_recipe, resolve_options, resolve_train
 from tlbench.grid.spec import KNOWN_KEYS, LIST_KEYS, PLUGIN_KINDS, RunSpec
 from tlbench.plugin.errors import UserError, unknown
 from tlbench.plugin.registry import SINGULAR, Registry
@@ -168,6 +168,8 @@ def expand(config: dict, registry: Registry) -> list[RunSpec]:
                     f"backbone {backbone!r} takes {b_mod} input but {target} is {d_mod} data; "
                     f"{d_mod} backbones: {', '.join(fitting) or '(none)'}"
                 )
+    for loss in dict.fromkeys(lists["loss"]):  # a loss's own training recipe (lr, optimizer, schedule...)
+        check_recipe(f"loss {loss!r}", opts("adaptation_losses", loss))
     for backbone in dict.fromkeys(lists["backbone"]):
         check = registry.get("backbones", backbone).meta.get("check_options")
         if callable(check):

@@ -6,6 +6,7 @@ import math
 
 from tlbench.grid.spec import MODEL_SELECTIONS, TRAIN_DEFAULTS, TRAIN_LIMITS
 from tlbench.plugin.errors import UserError, closest_first
+from tlbench.training.optim import RECIPE_CHOICES, RECIPE_DEFAULTS, RECIPE_LIMITS
 
 def check_value(what: str, key: str, value, default):
     """Type-check one option against its default's type; ints are accepted for floats."""
@@ -42,7 +43,21 @@ def resolve_train(given: dict) -> dict:
     for key, (low, high) in TRAIN_LIMITS.items():
         if not low <= train[key] <= high:
             raise UserError(f"train option `{key}` = {train[key]!r} is out of range; use {low}..{high}")
+    check_recipe("train", train)
     if train["model_selection"] not in MODEL_SELECTIONS:
         raise UserError(f"train option `model_selection` = {train['model_selection']!r} is not one of {', '.join(MODEL_SELECTIONS)}")
     return train
 
+
+def check_recipe(what: str, settings: dict) -> None:
+    """Recipe keys in ``settings`` (``[train]`` or a loss's options) have known choices, their
+    defaults' types and in-range values; anything else is a one-line UserError."""
+    for key, value in settings.items():
+        if key not in RECIPE_DEFAULTS:
+            continue
+        check_value(what, key, value, RECIPE_DEFAULTS[key])
+        if key in RECIPE_CHOICES and value not in RECIPE_CHOICES[key]:
+            raise UserError(f"{what} option `{key}` = {value!r} is not one of {', '.join(RECIPE_CHOICES[key])}")
+        low, high = RECIPE_LIMITS.get(key, TRAIN_LIMITS.get(key, (None, None)))
+        if low is not None and not low <= value <= high:
+            raise UserError(f"{what} option `{key}` = {value!r} is out of range; use {low}..{high}")

@@ -6,6 +6,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from tlbench.training.optim import RECIPE_DEFAULTS
+
 LIST_KEYS = ("backbone", "source", "target", "strategy", "loss", "shots", "seeds")
 SCALAR_KEYS = ("results_dir", "device", "data_root", "download", "executor", "workers", "devices", "ray_address", "threads")
 TABLE_KEYS = ("train", "set")
@@ -16,7 +18,9 @@ TRAIN_DEFAULTS = {
     "source_epochs": 3.0,
     "steps": 150,
     "batch_size": 64,
-    "lr": 0.001,
+    # The optimizer recipe (tlbench/training/optim.py): optimizer, lr, momentum, nesterov,
+    # weight_decay, schedule, warmup, schedule_gamma/power, step_every/factor.
+    **RECIPE_DEFAULTS,
     "eval_batch_size": 512,
     "latency_repeats": 30,
     "export_dynamo": True,
@@ -33,6 +37,9 @@ TRAIN_DEFAULTS = {
     # scored every `selection_every` steps when not `last`.
     "model_selection": "last",
     "selection_every": 25,
+    # After training, BatchNorm running statistics are recomputed over this many batches of the
+    # training mix, so the stored statistics match the final weights (0 = keep the running EMA).
+    "bn_recalibration_batches": 20,
 }
 TRAIN_LIMITS = {
     "source_epochs": (0.0, 10_000.0),
@@ -44,11 +51,13 @@ TRAIN_LIMITS = {
     "device_data_max_mb": (0.0, 1e9),
     "loader_workers": (0, 64),
     "selection_every": (1, 10_000_000),
+    "bn_recalibration_batches": (0, 100_000),
 }
 MODEL_SELECTIONS = ("last", "source-val", "target-oracle")
 # Train settings added after results were first stored: left out of the run id at their default,
 # so earlier run ids (and resuming) stay valid.
-HASH_SKIPS_DEFAULT = ("model_selection", "selection_every")
+# (bn_recalibration_batches is hashed: it changed every result, so earlier run ids must not match.)
+HASH_SKIPS_DEFAULT = ("model_selection", "selection_every") + tuple(k for k in RECIPE_DEFAULTS if k != "lr")
 
 
 def _hash_fields(fields: dict) -> dict:
@@ -102,7 +111,8 @@ class RunSpec:
 
     def source_key(self) -> dict:
         """What determines the source model (cached and shared across the grid)."""
-        keys = ("source_epochs", "batch_size", "lr")
+        keys = ("source_epochs", "batch_size", "lr", "bn_recalibration_batches")
+        recipe = {k: self.train[k] for k in RECIPE_DEFAULTS if k != "lr" and self.train.get(k, RECIPE_DEFAULTS[k]) != RECIPE_DEFAULTS[k]}
         return {
             "backbone": self.backbone,
             "backbone_options": self.backbone_options,
@@ -110,5 +120,5 @@ class RunSpec:
             "source_dataset_options": self.options_of_dataset(self.source.split(":")[0]),
             "target_input": self.target.split(":")[0],
             "seed": self.seed,
-            "train": {k: self.train[k] for k in keys},
+            "train": {**{k: self.train[k] for k in keys}, **recipe},
         }

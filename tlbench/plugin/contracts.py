@@ -118,6 +118,10 @@ class TransferContext:
     augment: Callable[[Tensor], Tensor]
     log: Callable[[str], None] = print
     extra: dict[str, Any] = field(default_factory=dict)
+    # The optimizer recipe of this transfer ([train] overridden by the loss's recipe keys; see
+    # tlbench.training.optim) and how many batches recalibrate BatchNorm afterwards.
+    recipe: dict[str, Any] | None = None
+    bn_batches: int = 0
 
 
 def _merge_hparams(cls, given: dict) -> dict:
@@ -181,18 +185,30 @@ class AdaptationBatch:
 class AdaptationLoss(nn.Module):
     """Base class for adaptation losses between source and unlabeled target features.
 
-    ``forward(batch)`` returns an unweighted scalar; the training loop multiplies it by the
-    ``weight`` hyperparameter. Parameters the loss owns (a domain discriminator) are created in
-    ``setup`` and trained with the model, but never exported. A loss with
+    ``forward(batch)`` returns an unweighted scalar (or None: no adaptation term, as the
+    ``control`` loss does); the training loop multiplies it by the ``weight`` hyperparameter.
+    Parameters the loss owns (a domain discriminator) are created in ``setup`` and trained with
+    the model, but never exported; they train at the head's learning rate, or at
+    ``lr x lr_scale`` when ``defaults`` declares an ``lr_scale``. A loss with
     ``needs_target_unlabeled = False`` is never called (source-only training). With
     ``uses_source_labels`` (the default) the loop adds cross-entropy on the labeled source batch
     when the strategy does not already, so the classifier stays anchored while features adapt
     (the usual UDA objective: source CE + weight * adaptation loss).
+
+    Training recipe: any ``[train]`` recipe key (``optimizer``, ``lr``, ``momentum``,
+    ``weight_decay``, ``schedule``, ``warmup``, ...; see ``tlbench.training.optim``) among
+    ``defaults`` overrides ``[train]`` for this loss's transfers, so a method trains the way its
+    paper did; users change it with ``--set NAME.KEY=VALUE``. ``gradient_steps = False`` makes a
+    training-free method (no optimizer step at all); ``bn_statistics`` says over which inputs
+    BatchNorm statistics are recomputed after training: ``"training"`` (the mix the loop trained
+    on) or ``"target"`` (unlabeled target only, as AdaBN does).
     """
 
     defaults: ClassVar[dict] = {"weight": 1.0}
     needs_target_unlabeled: ClassVar[bool] = True
     uses_source_labels: ClassVar[bool] = True
+    gradient_steps: ClassVar[bool] = True
+    bn_statistics: ClassVar[str] = "training"
 
     def __init__(self, **hparams):
         super().__init__()
@@ -205,5 +221,5 @@ class AdaptationLoss(nn.Module):
     def setup(self, feature_dim: int, num_classes: int, ctx: TransferContext) -> None:
         """Create owned parameters once feature size and class count are known."""
 
-    def forward(self, batch: AdaptationBatch) -> Tensor:  # pragma: no cover - abstract
+    def forward(self, batch: AdaptationBatch) -> Tensor | None:  # pragma: no cover - abstract
         raise NotImplementedError

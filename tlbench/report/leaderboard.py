@@ -8,6 +8,7 @@ and rows whose 95% interval overlaps the best's (ties within the noise).
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable
@@ -16,6 +17,8 @@ from tlbench.plugin.errors import UserError
 from tlbench.report.stats import intervals_overlap, summarize
 
 BASELINE = "scratch"
+CONTROL = "control"  # the adaptation loop without its adaptation term (tlbench_plugins.losses.control)
+SOURCE_ONLY = "none"  # no adaptation loss: at --shots 0 the source model as it is
 GROUP_KEYS = ("backbone", "strategy", "loss", "shots")
 ROW_KEYS = ("source", "target") + GROUP_KEYS + ("model_selection",)
 PARITY_ATOL = 1e-3
@@ -79,6 +82,8 @@ def _cell(key: tuple, runs: list[dict]) -> dict:
     methods = sorted({str(r["int8_method"]) for r in runs if r.get("int8_method")})
     row["int8_method"] = ", ".join(methods) or None
     row["provenance"] = _provenance(runs)
+    recipes = {json.dumps(r.get("transfer_recipe"), sort_keys=True) for r in runs}
+    row["_recipe"] = recipes.pop() if len(recipes) == 1 else None
     row["_accs"] = accs
     return row
 
@@ -98,6 +103,24 @@ def _add_gain(rows: list[dict]) -> None:
         gain = row["gain_vs_scratch"]
         row["negative_transfer"] = gain is not None and gain < 0
         row["negative_transfer_clear"] = row["negative_transfer"] and row["gain_ci_high"] is not None and row["gain_ci_high"] < 0
+
+
+def _add_loss_gain(rows: list[dict], baseline: str, prefix: str, same_recipe: bool) -> None:
+    """``{prefix}``: the gain over the ``baseline`` loss's row of the same cell, paired by seed,
+    with its 95% interval. ``same_recipe``: only where the baseline trained with the very same
+    recipe (the ``control``, so the difference is the adaptation term's alone)."""
+    key_of = lambda r: tuple(r[k] for k in ROW_KEYS if k != "loss")  # noqa: E731
+    baselines = {key_of(r): r for r in rows if r["loss"] == baseline}
+    for row in rows:
+        row[prefix] = row[f"{prefix}_ci_low"] = row[f"{prefix}_ci_high"] = None
+        base = baselines.get(key_of(row))
+        if base is None or row is base or (same_recipe and (base["_recipe"] is None or base["_recipe"] != row["_recipe"])):
+            continue
+        common = sorted(set(row["_accs"]) & set(base["_accs"]))
+        paired = summarize(row["_accs"][s] - base["_accs"][s] for s in common)
+        if paired is not None:
+            row[prefix] = paired.mean
+            row[f"{prefix}_ci_low"], row[f"{prefix}_ci_high"] = paired.ci_low, paired.ci_high
 
 
 def _add_ranks(rows: list[dict]) -> None:
@@ -122,9 +145,11 @@ def aggregate(results: list[dict]) -> list[dict]:
             cells[(r["source"], r["target"]) + tuple(r[k] for k in GROUP_KEYS) + (model_selection(r),)].append(r)
     rows = [_cell(key, runs) for key, runs in cells.items()]
     _add_gain(rows)
+    _add_loss_gain(rows, CONTROL, "gain_vs_control", same_recipe=True)
+    _add_loss_gain(rows, SOURCE_ONLY, "gain_vs_none", same_recipe=False)
     _add_ranks(rows)
     for row in rows:
-        del row["_accs"]
+        del row["_accs"], row["_recipe"]
     rows.sort(key=lambda r: (r["source"], r["target"], shots_order(r["shots"]), r["model_selection"], -r["target_acc"], r["strategy"]))
     return rows
 
@@ -162,6 +187,15 @@ def _gain_text(row):
     return text
 
 
+def _paired_gain_text(prefix: str):
+    def text(row):
+        gain, low, high = row[prefix], row[f"{prefix}_ci_low"], row[f"{prefix}_ci_high"]
+        if gain is None:
+            return "-"
+        return f"{100 * gain:+.1f}" + ("" if low is None else f" [{100 * low:+.1f}, {100 * high:+.1f}]")
+    return text
+
+
 def _parity_text(row):
     if row["onnx_max_abs_diff"] is None:
         return "-"
@@ -186,6 +220,10 @@ COLUMNS = {c.key: c for c in (
     Column("acc", "target acc %", ("target_acc", "target_acc_std"), _acc_text),
     Column("ci", "95% CI %", ("target_acc_ci_low", "target_acc_ci_high"), _ci_text),
     Column("gain", "gain vs scratch (pts)", ("gain_vs_scratch", "gain_ci_low", "gain_ci_high", "negative_transfer", "negative_transfer_clear"), _gain_text),
+    Column("gain_control", "gain vs control (pts, 95% CI)", ("gain_vs_control", "gain_vs_control_ci_low", "gain_vs_control_ci_high"),
+           _paired_gain_text("gain_vs_control")),
+    Column("gain_none", "gain vs none (pts, 95% CI)", ("gain_vs_none", "gain_vs_none_ci_low", "gain_vs_none_ci_high"),
+           _paired_gain_text("gain_vs_none")),
     Column("source_acc", "source acc %", ("source_acc",), lambda r: _pct(r["source_acc"])),
     Column("train_s", "train s", ("train_seconds",), lambda r: _num(r["train_seconds"], 1)),
     Column("samples_s", "samples/s", ("train_samples_per_s",), lambda r: _num(r["train_samples_per_s"], 0)),
@@ -214,6 +252,9 @@ def choose_columns(spec: str | None, rows: list[dict]) -> list[str]:
     ``all``, or a comma-separated list of keys; unknown keys are a UserError."""
     if spec is None or spec.strip() == "default":
         chosen = list(DEFAULT_COLUMNS)
+        for key in ("gain_none", "gain_control"):  # adaptation grids: gains over source-only and the control
+            if any(r.get(COLUMNS[key].fields[0]) is not None for r in rows):
+                chosen.insert(chosen.index("gain") + 1, key)
         if any(r.get("int8_target_acc") is not None or r.get("int8_latency_ms") is not None for r in rows):
             chosen[chosen.index("ort_ms") + 1:chosen.index("ort_ms") + 1] = INT8_DEFAULT
         return chosen

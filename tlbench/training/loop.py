@@ -14,7 +14,9 @@ from torch import nn
 from tlbench.plugin.contracts import AdaptationBatch, AdaptationLoss, Phase, Split, Strategy, TransferContext
 from tlbench.training.data import Sampler
 from tlbench.training.speed import HostTensor, loader_batches
+from tlbench.training.batchnorm import batchnorm_layers, recalibrate
 from tlbench.training.model import TransferModel, freeze_untrained
+from tlbench.training.optim import make_optimizer, make_scheduler, recipe_of, transfer_recipe
 
 
 class NonFiniteLoss(RuntimeError):
@@ -29,6 +31,11 @@ class TrainStats:
     samples: int = 0
     phases: list[dict] = field(default_factory=list)
     last_terms: dict[str, float] = field(default_factory=dict)
+    lr_groups: list[dict] = field(default_factory=list)  # each phase's optimizer groups' declared rates
+    loss_trace: list | None = field(default_factory=list)  # [step, total loss] at ~20 points
+    bn_recalibration: dict | None = None
+    # which inputs the stored BatchNorm statistics describe: "source", "target_labeled", "target_unlabeled"
+    bn_inputs: list[str] = field(default_factory=lambda: ["source"])
 
     @property
     def samples_per_s(self) -> float:
@@ -45,14 +52,44 @@ def synchronize(device) -> None:
 Objective = Callable[[float], tuple[dict[str, torch.Tensor], int]]
 
 
+def _head_lr(model: nn.Module, groups: list[dict], fallback: float) -> float:
+    """The rate of the group holding the model's head (its classifier), else ``fallback``."""
+    head = getattr(model, "head", None)
+    head_ids = {id(p) for p in head.parameters()} if isinstance(head, nn.Module) else set()
+    for group in groups:
+        if any(id(p) in head_ids for p in group["params"]):
+            return group["lr"]
+    return fallback
+
+
+def _extra_groups(model, groups: list[dict], extra_params, recipe: dict) -> list[dict]:
+    """Optimizer groups for modules a loss or strategy owns: each at ``recipe lr x lr_scale``
+    when it declares one, otherwise at the head's rate; never at whichever group came first."""
+    out = []
+    head_lr = _head_lr(model, groups, recipe["lr"])
+    for extra in extra_params:
+        params = [p for p in extra["params"] if p.requires_grad]
+        if params:
+            scale = extra.get("lr_scale")
+            out.append({"params": params, "lr": head_lr if scale is None else recipe["lr"] * scale, "name": extra.get("name", "extra")})
+    return out
+
+
 def fit(model: nn.Module, phases: list[Phase], objective: Objective, extra_params=(), log=None, speed=None,
-        selector=None) -> TrainStats:
-    """Run ``phases`` in order: only each phase's parameter groups train; ``extra_params``
-    (a loss's discriminator, a strategy's extra head) train throughout at the first group's lr.
-    A ``selector`` (tlbench.training.selection) scores checkpoints and restores the best one at the end;
-    its scoring time is not counted as training time."""
+        selector=None, recipe: dict | None = None, bn_batches: Callable[[], list] | None = None) -> TrainStats:
+    """Run ``phases`` in order with the ``recipe``'s optimizer and schedule (tlbench.training.optim).
+
+    Only each phase's parameter groups train, each at its declared rate times the schedule's
+    common factor; ``extra_params`` (``{"params", "lr_scale", "name"}`` for a loss's discriminator
+    or a strategy's extra module) train throughout at ``recipe lr x lr_scale``, or the head's rate
+    when ``lr_scale`` is None. A ``selector`` (tlbench.training.selection) scores checkpoints and
+    restores the best one; its scoring time is not counted as training time. ``bn_batches`` gives
+    input batches of the training mix over which BatchNorm statistics are recomputed at the end
+    (tlbench.training.batchnorm), so the stored statistics match the final weights.
+    """
+    recipe = recipe_of(recipe or {})
     stats = TrainStats()
-    extra_params = list(extra_params)
+    extra_params = [e if isinstance(e, dict) else {"params": [e]} for e in extra_params]
     total_steps = max(1, sum(p.steps for p in phases))
     done = 0
     device = next(model.parameters()).device
@@ -65,9 +102,11 @@ def fit(model: nn.Module, phases: list[Phase], objective: Objective, extra_param
             p.requires_grad_(id(p) in trainable)
         freeze_untrained(model)
         groups = [dict(g) for g in phase.param_groups if g["params"]]
-        if extra_params:
-            groups.append({"params": list(extra_params), "lr": groups[0]["lr"] if groups else 1e-3})
-        optimizer = torch.optim.Adam(groups) if groups else None
+        groups += _extra_groups(model, groups, extra_params, recipe)
+        optimizer = make_optimizer(groups, recipe) if groups else None
+        scheduler = make_scheduler(optimizer, recipe, done, total_steps) if optimizer is not None else None
+        if optimizer is not None:
+            stats.lr_groups.append({"phase": phase.name, "lrs": [round(g["initial_lr"], 10) for g in optimizer.param_groups]})
         phase_start, steps_run = time.perf_counter(), 0
         selecting_before = selector.seconds if selector is not None else 0.0
         for _ in range(phase.steps):
@@ -89,10 +128,13 @@ def fit(model: nn.Module, phases: list[Phase], objective: Objective, extra_param
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
+            scheduler.step()
             stats.samples += used
             done += 1
             steps_run += 1
             stats.last_terms = {k: float(v.detach()) for k, v in terms.items()}
+            if stats.loss_trace is not None and (done % max(1, total_steps // 20) == 0 or done == total_steps):
+                stats.loss_trace.append([done, round(float(loss.detach()), 5)])
             if selector is not None:
                 selector.after_step(model, done)
         synchronize(device)
@@ -104,6 +146,13 @@ def fit(model: nn.Module, phases: list[Phase], objective: Objective, extra_param
             log(f"phase {phase.name}: {steps_run} steps in {phase_seconds:.2f}s")
     if selector is not None:
         selector.finish(model, done)
+    if bn_batches is not None:
+        layers = batchnorm_layers(model)  # those the last phase trained; frozen ones stay bit-identical
+        bn_start = time.perf_counter()
+        seen = recalibrate(model, layers, bn_batches(), autocast=speed.autocast if speed is not None else None)
+        synchronize(device)
+        stats.bn_recalibration = {"layers": len(layers), "examples": seen,
+                                  "seconds": round(time.perf_counter() - bn_start, 4)}
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()
@@ -111,25 +160,31 @@ def fit(model: nn.Module, phases: list[Phase], objective: Objective, extra_param
     return stats
 
 
-def pretrain_source(model: TransferModel, train: Split, epochs: float, batch_size: int, lr: float, generator, speed=None) -> TrainStats:
-    """Supervised training of backbone + head on the labeled source domain; a host-resident
-    (large) dataset is streamed through a DataLoader (see tlbench.training.speed)."""
+def pretrain_source(model: TransferModel, train: Split, epochs: float, batch_size: int, lr: float, generator, speed=None,
+                    recipe: dict | None = None, bn_batches: int = 0) -> TrainStats:
+    """Supervised training of backbone + head on the labeled source domain with ``recipe``
+    (its ``lr`` replaced by ``lr``); a host-resident (large) dataset is streamed through a
+    DataLoader (see tlbench.training.speed). ``bn_batches`` source batches recalibrate BatchNorm."""
     steps = math.ceil(epochs * len(train) / batch_size)
     if speed is not None and isinstance(train.x, HostTensor):
         batches = loader_batches(train.x, train.y, batch_size, generator, speed)
 
-        def objective(progress):
-            xb, yb = next(batches)
-            return {"source_ce": F.cross_entropy(model(xb), yb)}, len(yb)
+        def next_batch():
+            return next(batches)
     else:
         sampler = Sampler(len(train), batch_size, generator)
 
-        def objective(progress):
+        def next_batch():
             index = sampler.next_index().to(train.x.device)
-            return {"source_ce": F.cross_entropy(model(train.x[index]), train.y[index])}, len(index)
+            return train.x[index], train.y[index]
+
+    def objective(progress):
+        xb, yb = next_batch()
+        return {"source_ce": F.cross_entropy(model(xb), yb)}, len(yb)
 
     phase = Phase("source", [{"params": list(model.parameters()), "lr": lr}], steps)
-    return fit(model, [phase], objective, speed=speed)
+    recalibration = (lambda: [next_batch()[0] for _ in range(bn_batches)]) if bn_batches and steps else None
+    return fit(model, [phase], objective, speed=speed, recipe={**recipe_of(recipe or {}), "lr": lr}, bn_batches=recalibration)
 
 
 def transfer(model: TransferModel, strategy: Strategy, loss: AdaptationLoss, ctx: TransferContext, selector=None) -> TrainStats:
@@ -138,13 +193,19 @@ def transfer(model: TransferModel, strategy: Strategy, loss: AdaptationLoss, ctx
     Each step concatenates the labeled target shots, labeled source (when the strategy keeps it
     or the loss needs source features) and unlabeled target into one backbone pass, then sums:
     CE on the target shots + the strategy's source loss (or plain source CE when the adaptation
-    loss ``uses_source_labels``) + weight * adaptation loss + regulariser. ``selector`` picks the
-    reported checkpoint (see ``fit``); without one it is the last step.
+    loss ``uses_source_labels``) + weight * adaptation loss (absent when the loss returns None,
+    as ``control`` does) + regulariser. The optimizer and schedule are ``ctx.recipe``; a loss
+    without ``gradient_steps`` (``adabn``) trains nothing. Afterwards BatchNorm statistics are
+    recomputed over ``ctx.bn_batches`` batches of the same mix (of unlabeled target only when
+    the loss's ``bn_statistics`` is ``"target"``). ``selector`` picks the reported checkpoint
+    (see ``fit``); without one it is the last step.
     """
     strategy.to(ctx.device)
     loss.to(ctx.device)
     strategy.setup(model, ctx)
     phases = strategy.phases(model, ctx)
+    if not loss.gradient_steps:
+        phases = [Phase(p.name, p.param_groups, 0) for p in phases]
     adapt = loss.needs_target_unlabeled
     labeled = ctx.target_labeled
     use_source = strategy.uses_source_labels or adapt
@@ -155,28 +216,31 @@ def transfer(model: TransferModel, strategy: Strategy, loss: AdaptationLoss, ctx
         "unlabeled": Sampler(len(ctx.target_unlabeled), ctx.batch_size, gen) if adapt else None,
     }
 
-    def objective(progress):
-        parts, sizes = [], []
+    def draw_mix():
+        """One step's inputs: (parts, sizes, indices) of target shots, source and unlabeled target."""
+        parts, sizes, index = [], [], {}
         if samplers["target"] is not None:
-            t_idx = samplers["target"].next_index().to(ctx.device)
-            parts.append(labeled.x[t_idx])
-            sizes.append(len(t_idx))
+            index["target"] = samplers["target"].next_index().to(ctx.device)
+            parts.append(labeled.x[index["target"]])
         if samplers["source"] is not None:
-            s_idx = samplers["source"].next_index().to(ctx.device)
-            parts.append(ctx.source_train.x[s_idx])
-            sizes.append(len(s_idx))
+            index["source"] = samplers["source"].next_index().to(ctx.device)
+            parts.append(ctx.source_train.x[index["source"]])
         if samplers["unlabeled"] is not None:
-            u_idx = samplers["unlabeled"].next_index().to(ctx.device)
-            x_unlabeled = ctx.target_unlabeled[u_idx]
-            parts.append(x_unlabeled)
-            sizes.append(len(u_idx))
+            index["unlabeled"] = samplers["unlabeled"].next_index().to(ctx.device)
+            parts.append(ctx.target_unlabeled[index["unlabeled"]])
+        sizes = [len(p) for p in parts]
+        return parts, sizes, index
+
+    def objective(progress):
+        parts, sizes, index = draw_mix()
         terms = {}
         if parts:
             features = model.backbone(torch.cat(parts))
             chunks = list(torch.split(features, sizes))
-            if samplers["target"] is not None:
-                terms["target_ce"] = F.cross_entropy(model.head(chunks.pop(0)), labeled.y[t_idx])
-            if samplers["source"] is not None:
+            if "target" in index:
+                terms["target_ce"] = F.cross_entropy(model.head(chunks.pop(0)), labeled.y[index["target"]])
+            if "source" in index:
+                s_idx = index["source"]
                 source_features = chunks.pop(0)
                 if strategy.uses_source_labels:
                     terms["source"] = strategy.source_loss(model, source_features, ctx.source_train.y[s_idx], s_idx)
@@ -189,20 +253,43 @@ def transfer(model: TransferModel, strategy: Strategy, loss: AdaptationLoss, ctx
                     model.head(source_features),
                     target_features,
                     model.head(target_features),
-                    x_unlabeled,
+                    parts[-1],
                     model,
                     ctx.augment,
                     progress,
-                    ctx.source_train.x[s_idx],
+                    ctx.source_train.x[index["source"]],
                 )
-                terms["adaptation"] = loss.weight * loss(batch)
+                value = loss(batch)
+                if value is not None:  # None: no adaptation term (the `control` loss)
+                    terms["adaptation"] = loss.weight * value
         penalty = strategy.regulariser(model)
         if penalty is not None and terms:
             terms["regulariser"] = penalty
         return terms, sum(sizes)
 
-    extra = list(strategy.parameters()) + list(loss.parameters())
-    return fit(model, phases, objective, extra_params=extra, log=ctx.log, speed=ctx.extra.get("speed"), selector=selector)
+    def recalibration_batches():
+        if loss.bn_statistics == "target":
+            sampler = Sampler(len(ctx.target_unlabeled), ctx.batch_size, gen)
+            return [ctx.target_unlabeled[sampler.next_index().to(ctx.device)] for _ in range(ctx.bn_batches)]
+        out = []
+        for _ in range(ctx.bn_batches):
+            parts, _, _ = draw_mix()
+            if parts:
+                out.append(torch.cat(parts))
+        return out
+
+    extra = [{"params": list(owner.parameters()), "lr_scale": owner.hparams.get("lr_scale"), "name": type(owner).__name__}
+             for owner in (strategy, loss)]
+    stats = fit(model, phases, objective, extra_params=extra, log=ctx.log, speed=ctx.extra.get("speed"), selector=selector,
+                recipe=ctx.recipe or transfer_recipe({"lr": ctx.lr}, loss.hparams),
+                bn_batches=recalibration_batches if ctx.bn_batches else None)
+    mix = [name for key, name in (("target", "target_labeled"), ("source", "source"), ("unlabeled", "target_unlabeled"))
+           if samplers[key] is not None]
+    if loss.bn_statistics == "target":
+        stats.bn_inputs = ["target_unlabeled"]
+    elif mix and any(p["steps"] for p in stats.phases):
+        stats.bn_inputs = mix  # (untrained: the source model's statistics, the default)
+    return stats
 
 
 @torch.inference_mode()

@@ -1,0 +1,86 @@
+"""Does a grid's ranking survive a bigger budget? Compare two finished runs of one grid.
+
+    python benchmarks/budget_agreement.py BASE_RUNS BIGGER_RUNS [--out results/default-grid/budget_agreement.md]
+
+Cells are matched by (backbone, source, target, strategy, loss, shots); each side's cell mean over
+seeds is ranked and Kendall's tau (scipy) between the two rankings is reported, with per-cell
+figures: accuracy at both budgets, whether the base run's training loss had flattened (mean of
+the last quarter of its loss trace within 10% of the quarter before, or below 0.05), and whether
+it sits at chance (within 5 points of 1 / number of classes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from scipy.stats import kendalltau
+
+KEY = ("backbone", "source", "target", "strategy", "loss", "shots")
+
+
+def cells(runs: Path) -> dict[tuple, list[dict]]:
+    """ok results of ``runs`` grouped by cell."""
+    out = defaultdict(list)
+    for path in sorted(runs.glob("*/result.json")):
+        r = json.loads(path.read_text())
+        if r.get("status") == "ok":
+            out[tuple(r[k] for k in KEY)].append(r)
+    return out
+
+
+def flattened(trace: list | None) -> bool | None:
+    """Has the loss stopped falling: last quarter's mean within 10% of the previous quarter's?"""
+    if not trace or len(trace) < 8:
+        return None
+    losses = [v for _, v in trace]
+    q = len(losses) // 4
+    last, before = statistics.mean(losses[-q:]), statistics.mean(losses[-2 * q : -q])
+    return last < 0.05 or abs(last - before) <= 0.1 * max(before, 1e-9)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("base", type=Path)
+    parser.add_argument("bigger", type=Path)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--classes", type=int, default=10, help="classes of the target task (chance = 1/classes)")
+    args = parser.parse_args(argv)
+    base, bigger = cells(args.base), cells(args.bigger)
+    common = sorted(set(base) & set(bigger), key=str)
+    if len(common) < 2:
+        print(f"only {len(common)} cells in common between {args.base} and {args.bigger}", file=sys.stderr)
+        return 2
+    mean = lambda runs: statistics.mean(r["target_acc"] for r in runs)  # noqa: E731
+    a, b = [mean(base[c]) for c in common], [mean(bigger[c]) for c in common]
+    tau = kendalltau(a, b).statistic
+    chance = 1.0 / args.classes
+    rows, flat_all, at_chance = [], [], []
+    for cell, x, y in zip(common, a, b):
+        flat = [flattened(r.get("loss_trace")) for r in base[cell]]
+        flat_all += [f for f in flat if f is not None]
+        near = abs(x - chance) <= 0.05
+        at_chance.append(near)
+        rows.append(f"| {' | '.join(str(v) for v in cell)} | {100 * x:.1f} | {100 * y:.1f} | "
+                    f"{'yes' if all(flat) else 'NO'} | {'AT CHANCE' if near else 'no'} |")
+    lines = [
+        f"Kendall tau over {len(common)} cell means, {args.base} vs {args.bigger}: **{tau:.3f}**",
+        f"Training loss flattened in {sum(flat_all)}/{len(flat_all)} base runs; cells at chance: {sum(at_chance)}.",
+        "",
+        "| " + " | ".join(KEY) + " | base acc % | bigger acc % | loss flattened | at chance |",
+        "|" + "---|" * (len(KEY) + 4),
+        *rows,
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
