@@ -3,6 +3,9 @@
 from torch import nn
 
 from tlbench import hookimpl
+from tlbench.plugin.errors import UserError
+
+MAX_WIDTH = 1024
 
 
 def _block(cin: int, cout: int) -> list[nn.Module]:
@@ -36,6 +39,13 @@ class SmallCNN(nn.Module):
     default_freeze = 2
 
 
+def check_options(options: dict) -> None:
+    """Value checks before any training (types are already checked against the defaults)."""
+    width = options.get("width", 32)
+    if not 1 <= width <= MAX_WIDTH:
+        raise UserError(f"smallcnn option `width` = {width} is out of range; use 1..{MAX_WIDTH} (channels of the first block; default 32)")
+
+
 @hookimpl
 def register_backbones(register):
     register(
@@ -43,5 +53,6 @@ def register_backbones(register):
         SmallCNN,
         modality="image",
         defaults={"width": 32},
+        check_options=check_options,
         description="3-block CNN for digit-sized images",
     )

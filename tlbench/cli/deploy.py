@@ -20,7 +20,8 @@ def add_deploy_parsers(sub) -> None:
 
     export = sub.add_parser("export", help="re-export a stored run's model to ONNX (and INT8) from its model.pt")
     export.add_argument("run_dir", metavar="RUN_DIR", help="one run's directory, e.g. results/runs/<run>")
-    export.add_argument("--output", "-o", metavar="FILE.onnx", help="where to write (default RUN_DIR/model.onnx)")
+    export.add_argument("--output", "-o", metavar="FILE.onnx", help="where to write, a path ending in .onnx (default "
+                        "RUN_DIR/model.onnx); the INT8 model goes beside it as FILE.int8.onnx")
     export.add_argument("--no-int8", action="store_true", help="skip INT8 quantization")
     export.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -32,16 +33,26 @@ def cmd_predict(args, registry=None) -> int:
     if args.top_k < 1:
         raise UserError(f"--top-k must be at least 1, got {args.top_k}")
     predictions = predict(args.model, args.inputs, args.top_k)
-    if args.json:
-        print(json.dumps([p.as_dict() for p in predictions], indent=2))
+    if args.json:  # strict JSON: predict() refuses non-finite inputs and outputs, so no NaN here
+        print(json.dumps([p.as_dict() for p in predictions], indent=2, allow_nan=False))
     else:
         render(predictions)
     return 0
 
 
 def cmd_export(args, registry) -> int:
+    from pathlib import Path
+
+    from tlbench.cli.paths import check_output_dir, check_output_file
+    from tlbench.plugin.errors import UserError
     from tlbench.execution.reexport import export_run
 
+    if args.output:  # checked before the model is rebuilt
+        if not args.output.lower().endswith(".onnx"):
+            raise UserError(f"--output {args.output!r} must end in .onnx (the INT8 model goes beside it as NAME.int8.onnx)")
+        check_output_file(args.output, "--output", "FILE.onnx")
+    elif Path(args.run_dir).is_dir():
+        check_output_dir(args.run_dir, "RUN_DIR")
     report = export_run(args.run_dir, registry, output=args.output, int8=not args.no_int8)
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
+import os
+import re
 import sys
 from pathlib import Path
 
+from tlbench.cli.paths import check_output_dir, check_output_file, check_plot_target
 from tlbench.plugin.errors import UserError
 
 EXIT_USAGE = 2
@@ -49,14 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mlflow", nargs="?", const="", metavar="URI", help="log the runs to MLflow (default file:RESULTS/mlruns)")
     run.add_argument("--plugins-dir", action="append", default=[], metavar="DIR", dest="run_plugins_dir", help=argparse.SUPPRESS)
 
-    plugins = sub.add_parser("plugins", help="list registered plugins")
+    plugins = sub.add_parser("plugins", help="list registered plugins, or show one plugin's options and defaults")
+    plugins.add_argument("name", nargs="?", metavar="NAME", help="show this plugin: kind, provider, description, options with defaults")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
 
     board = sub.add_parser("leaderboard", help="re-render the leaderboard of stored results")
     board.add_argument("results_dir", nargs="?", default="results/runs", metavar="DIR")
     board.add_argument("--format", choices=("table", "csv", "md", "json", "html"), default="table")
-    board.add_argument("--output", "-o", metavar="FILE", help="write the export here instead of stdout")
-    board.add_argument("--plot", metavar="FILE.png|DIR", help="FILE.png: accuracy vs shots; DIR: every PNG plot")
+    board.add_argument("--output", "-o", metavar="FILE", help="write the export (or the plain-text table) here instead of stdout")
+    board.add_argument("--plot", metavar="FILE.png|DIR/", help="a path ending in .png: the accuracy-vs-shots plot there; an existing "
+                       "directory or a path ending in '/': every PNG plot in it; anything else is an error")
     board.add_argument("--columns", metavar="A,B", help="default, all, or keys: " + ", ".join(_column_keys()))
     board.add_argument("--export-all", metavar="OUTDIR", help="write leaderboard.{md,csv,json,html} and every plot to OUTDIR")
     board.add_argument("--mlflow", nargs="?", const="", metavar="URI", help="log the runs to MLflow (default file:DIR/mlruns)")
@@ -82,6 +86,9 @@ def _flag_config(args) -> dict:
             items = split_list(value)
             if not items:
                 raise UserError(f"--{key} is empty; give at least one value")
+            if any(not part.strip() for part in re.sub(r"\[[^\]]*\]", "[]", value).split(",")):  # [..] subsets keep commas
+                raise UserError(f"--{key} {value!r} has an empty item; separate names with single commas, e.g. "
+                                f"--{key} {','.join(items)}")
             config[key] = items
     if args.results_dir is not None:
         config["results_dir"] = args.results_dir
@@ -118,20 +125,30 @@ def cmd_run(args, registry) -> int:
     else:
         file_config = {"strategy": ["finetune"], "loss": ["none"], "shots": [10], "seeds": [0]}
     config = merge_config(file_config, _flag_config(args))
-    specs = expand(config, registry)
+    from tlbench.execution.contract import resolve_settings
+    from tlbench.plugin.errors import with_plugin_hints
+
+    try:
+        specs = expand(config, registry)
+        settings = resolve_settings(config, registry)
+    except UserError as exc:  # an unknown name may be one a broken plugin would have provided
+        raise with_plugin_hints(exc, registry.broken) from None
     results_dir = config.get("results_dir", DEFAULT_RESULTS_DIR)
     if not isinstance(results_dir, str) or not results_dir:
         raise UserError("results_dir must be a directory path")
+    check_output_dir(results_dir, "--results-dir" if args.results_dir is not None else "results_dir")
     device = config.get("device", "auto")
     if not isinstance(device, str):
         raise UserError("device must be a string: auto, cpu, cuda or cuda:N")
     if args.mlflow is not None:
-        from tlbench.report.tracking import require_mlflow
+        from tlbench.report.tracking import check_tracking_uri
 
-        require_mlflow()
-    from tlbench.execution.contract import resolve_settings
+        store = check_tracking_uri(args.mlflow or None)
+        check_output_dir(store or str(Path(results_dir) / "mlruns"), "--mlflow")
+    if registry.broken:
+        from tlbench.plugin.errors import broken_summary
 
-    settings = resolve_settings(config, registry)
+        print(f"warning: {broken_summary(registry.broken)}; see `tlbench plugins`", file=sys.stderr)
     plugins_dirs = list(args.plugins_dir) + list(args.run_plugins_dir or [])
     from tlbench.report.leaderboard import render
 
@@ -143,50 +160,34 @@ def cmd_run(args, registry) -> int:
     return code
 
 
-def cmd_plugins(args, registry) -> int:
-    if args.json:
-        print(json.dumps(registry.as_dict(), indent=2))
-        return 0
-    from rich.console import Console
-    from rich.table import Table
-
-    from tlbench.plugin.registry import KINDS
-
-    console = Console()
-    table = Table(title="tlbench plugins", title_justify="left")
-    for col in ("kind", "name", "details", "plugin", "distribution", "version"):
-        table.add_column(col)
-    for kind in KINDS:
-        for name in registry.names(kind):
-            entry = registry.entries[kind][name]
-            meta = entry.meta
-            details = ", ".join(
-                str(x) for x in (meta.get("modality"), ("domains: " + " ".join(meta["domains"])) if meta.get("domains") else None) if x
-            )
-            p = entry.provenance
-            table.add_row(kind, name, details, p.plugin, p.distribution or "(local file)", p.version or "")
-    console.print(table)
-    if registry.broken:
-        broken = Table(title="broken plugins", title_justify="left", style="red")
-        broken.add_column("plugin")
-        broken.add_column("error")
-        for b in registry.broken:
-            broken.add_row(b["plugin"], b["error"])
-        console.print(broken)
-    return 0
-
-
 def cmd_leaderboard(args, registry=None) -> int:
     from tlbench.report import formats, leaderboard
-    from tlbench.execution.results import load_results
+    from tlbench.execution.results import scan_results
 
     directory = Path(args.results_dir)
     if not directory.is_dir():
         raise UserError(f"results directory {str(directory)!r} does not exist; run `tlbench run` first or pass DIR")
-    results = load_results(directory)
+    leaderboard.choose_columns(args.columns, [])
+    # every output is checked before anything is computed or written
+    if args.output:
+        check_output_file(args.output, "--output")
+    plot_kind = check_plot_target(args.plot) if args.plot else None
+    if args.export_all:
+        check_output_dir(args.export_all, "--export-all")
+    if args.mlflow is not None:
+        from tlbench.report.tracking import check_tracking_uri
+
+        store = check_tracking_uri(args.mlflow or None)
+        check_output_dir(store or str(directory / "mlruns"), "--mlflow")
+    results, skipped = scan_results(directory)
+    if skipped:
+        path, why = skipped[0]
+        summary = f"{len(skipped)} unreadable result.json file(s) under {str(directory)!r} (first: {str(path)!r}: {why})"
+        if not results:
+            raise UserError(f"all {summary}; rerun the grid with `tlbench run` to recompute them")
+        print(f"warning: skipped {summary}; rerun the grid to recompute them", file=sys.stderr)
     if not results:
         raise UserError(f"no result files under {str(directory)!r}; expected DIR/<run>/result.json")
-    leaderboard.choose_columns(args.columns, [])
     if args.mlflow is not None:
         from tlbench.report.tracking import log_results_dir
 
@@ -203,19 +204,42 @@ def cmd_leaderboard(args, registry=None) -> int:
         for path in write_plots(leaderboard.aggregate(results), args.plot):
             print(f"wrote {path}", file=sys.stderr)
     if args.format == "table":
-        leaderboard.render(results, columns=args.columns)
-        return 0
-    if args.format == "html":
+        if not args.output:
+            leaderboard.render(results, columns=args.columns)
+            return 0
+        import io
+
+        from rich.console import Console
+
+        buffer = io.StringIO()
+        leaderboard.render(results, console=Console(file=buffer, width=200, color_system=None, force_terminal=False),
+                           columns=args.columns)
+        text = buffer.getvalue()
+    elif args.format == "html":
         from tlbench.report.exports import html_with_plots
 
-        text = html_with_plots(results, args.columns, plot_dir=args.plot if args.plot and not args.plot.lower().endswith(".png") else None)
+        text = html_with_plots(results, args.columns, plot_dir=args.plot if plot_kind == "dir" else None)
     else:
         text = formats.export(results, args.format, columns=args.columns)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        from tlbench.utils.atomic import atomic_write_bytes
+
+        atomic_write_bytes(args.output, text.encode("utf-8"))
+        print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _quiet_broken_pipe() -> int:
+    """stdout's reader went away (``tlbench ... | head``): stop quietly, no traceback, and keep
+    the interpreter's final flush from raising again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (captured in tests)
+        pass
+    return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by a closed pipe
 
 
 def main(argv=None) -> int:
@@ -224,21 +248,27 @@ def main(argv=None) -> int:
         args = build_parser().parse_args(argv)
         registry = None
         if args.command in ("run", "plugins", "export"):
-            from tlbench.plugin.discovery import load_plugins
+            from tlbench.plugin.discovery import check_allowlist, load_plugins
 
             dirs = list(args.plugins_dir) + list(getattr(args, "run_plugins_dir", []) or [])
             for directory in dirs:
                 if not Path(directory).is_dir():
                     raise UserError(f"--plugins-dir {directory!r} is not a directory")
+            check_allowlist(dirs)
             _, registry = load_plugins(dirs)
         from tlbench.cli.deploy import cmd_export, cmd_predict
+        from tlbench.cli.plugins_cmd import cmd_plugins
 
         handler = {"run": cmd_run, "plugins": cmd_plugins, "leaderboard": cmd_leaderboard, "predict": cmd_predict,
                    "export": cmd_export}[args.command]
-        return handler(args, registry)
+        code = handler(args, registry)
+        sys.stdout.flush()
+        return code
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

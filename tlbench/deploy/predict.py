@@ -13,6 +13,8 @@ Inputs:
 from __future__ import annotations
 
 import json
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,12 +85,23 @@ def image_input(path: Path, pre: dict) -> np.ndarray:
         raise UserError(f"{str(path)!r} is an image, but the model takes {pre.get('modality')} input; give a .npy array")
     channels, height, width = pre["input_shape"]
     try:
-        with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
-            if image.size != (width, height):
-                image = image.resize((width, height), Image.Resampling.BILINEAR)
-            pixels = np.asarray(image, dtype=np.float32)
-    except (UnidentifiedImageError, OSError, ValueError):
+        with warnings.catch_warnings():
+            # over Image.MAX_IMAGE_PIXELS Pillow only warns (an error at twice that): refuse both
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image = image.convert("L" if channels == 1 else "RGB")
+                if image.size != (width, height):
+                    image = image.resize((width, height), Image.Resampling.BILINEAR)
+                pixels = np.asarray(image, dtype=np.float32)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        size = re.search(r"\((\d+) pixels\)", str(exc))
+        raise UserError(
+            f"{str(path)!r} is too large to decode safely ({size.group(1) + ' pixels, ' if size else ''}over Pillow's "
+            f"decompression-bomb limit of {Image.MAX_IMAGE_PIXELS} pixels); resize it to {width}x{height} first"
+        ) from None
+    except MemoryError:
+        raise UserError(f"{str(path)!r} is too large to decode in memory; resize it to {width}x{height} first") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError):
         raise UserError(f"{str(path)!r} is not a readable image (PNG/JPEG) or .npy array") from None
     pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
     if pixels.shape[0] != channels:  # an RGB model given 1-channel data, or the reverse
@@ -105,6 +118,9 @@ def array_inputs(path: Path, pre: dict) -> np.ndarray:
     expected = tuple(pre["input_shape"])
     if x.dtype.kind not in "fiu":
         raise UserError(f"{str(path)!r} holds {x.dtype} values; the model needs numbers")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+        raise UserError(f"{str(path)!r} holds {bad} NaN or infinite value(s); give finite, normalised numbers")
     sequence = pre.get("modality") == "sequence"
 
     def fits(shape):
@@ -152,6 +168,9 @@ def predict(model_path, inputs, top_k: int = 3) -> list[Prediction]:
             logits = session.run(None, {name: batch})[0]
         except Exception as exc:
             raise UserError(f"the model rejected {input_name!r}: {str(exc).splitlines()[0][:200]}") from None
+        if not np.isfinite(logits).all():
+            raise UserError(f"the model gave non-finite outputs (NaN/inf) for {input_name!r}; check that the input is "
+                            "normalised the way the model's metadata says (values far out of range overflow)")
         probs = softmax(logits.astype(np.float64))[0]
         order = np.argsort(-probs, kind="stable")[: max(1, top_k)]
         names = [labels[i] if i < len(labels) else str(i) for i in order]

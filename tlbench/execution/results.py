@@ -50,24 +50,39 @@ def validate_result(obj) -> str | None:
     return None
 
 
-def read_result(path) -> dict | None:
-    """The result stored at ``path``, or None if it is missing, truncated or hand-broken."""
+def read_result_or_reason(path) -> tuple[dict | None, str | None]:
+    """(the result stored at ``path``, None) or (None, why it is unreadable)."""
     try:
         obj = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return obj if validate_result(obj) is None else None
+    except OSError as exc:
+        return None, f"cannot read it ({exc.strerror or type(exc).__name__})"
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        return None, f"not valid JSON ({str(exc).splitlines()[0][:80]})"
+    reason = validate_result(obj)
+    return (obj, None) if reason is None else (None, reason)
+
+
+def read_result(path) -> dict | None:
+    """The result stored at ``path``, or None if it is missing, truncated or hand-broken."""
+    return read_result_or_reason(path)[0]
+
+
+def scan_results(results_dir) -> tuple[list[dict], list[tuple[Path, str]]]:
+    """(every valid result under ``results_dir``, [(path, why) of every unreadable result file])."""
+    found, skipped = [], []
+    for path in sorted(Path(results_dir).glob(f"*/{RESULT_FILE}")):
+        result, reason = read_result_or_reason(path)
+        if result is None:
+            skipped.append((path, reason))
+        else:
+            found.append(result)
+    return found, skipped
 
 
 def load_results(results_dir) -> list[dict]:
-    """Every valid result under ``results_dir`` (one directory per run)."""
-    root = Path(results_dir)
-    found = []
-    for path in sorted(root.glob(f"*/{RESULT_FILE}")):
-        result = read_result(path)
-        if result is not None:
-            found.append(result)
-    return found
+    """Every valid result under ``results_dir`` (one directory per run); see ``scan_results``
+    for the files skipped as unreadable."""
+    return scan_results(results_dir)[0]
 
 
 def finished_run_ids(results_dir) -> set[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pluggy
 
 from tlbench.plugin import hookspecs
+from tlbench.plugin.errors import UserError, closest_first
 from tlbench.plugin.registry import KINDS, Provenance, Registry
 
 ENTRY_POINT_GROUP = "tlbench"
@@ -27,6 +28,31 @@ def _allowlist() -> set[str] | None:
     if value is None:
         return None
     return {name.strip() for name in value.split(",") if name.strip()}
+
+
+def candidate_names(plugins_dirs=()) -> list[str]:
+    """The names of every plugin that could be loaded (entry points, then loose files), unloaded."""
+    names = [ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)]
+    for directory in plugins_dirs or ():
+        names += [path.stem for path in Path(directory).glob("*.py")]
+    return sorted(set(names))
+
+
+def check_allowlist(plugins_dirs=()) -> None:
+    """A one-line UserError when TLBENCH_LOAD_PLUGINS names a plugin that does not exist (a typo
+    would otherwise load nothing, silently)."""
+    allowed = _allowlist()
+    if allowed is None:
+        return
+    known = candidate_names(plugins_dirs)
+    missing = sorted(allowed - set(known))
+    if not allowed:
+        raise UserError(f"{ENV_ALLOWLIST} is set but names no plugin; unset it to load every plugin, or list some: "
+                        f"{', '.join(known)}")
+    if missing:
+        listing = ", ".join(closest_first(missing[0], known)) or "(none installed)"
+        raise UserError(f"{ENV_ALLOWLIST} names {', '.join(map(repr, missing))}, which no installed plugin is called; "
+                        f"plugins: {listing} (unset {ENV_ALLOWLIST} to load them all)")
 
 
 def _load_file(path: Path):

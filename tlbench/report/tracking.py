@@ -35,6 +35,72 @@ def require_mlflow() -> None:
         raise UserError("--mlflow needs MLflow: pip install 'tlbench[mlflow]' (or mlflow-skinny)") from None
 
 
+# Schemes that need SQLAlchemy (full `mlflow`, not mlflow-skinny).
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+TRACKING_URI_HELP = ("a folder path, file:PATH, http(s)://HOST[:PORT] (an MLflow tracking server), databricks, "
+                     "or sqlite:///FILE.db with full mlflow installed")
+
+
+def _known_schemes() -> set[str]:
+    """Tracking-store schemes this MLflow offers (its store registry, plugins included)."""
+    schemes = {"", "file", "http", "https", "databricks"}
+    try:
+        from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+
+        schemes |= set(_tracking_store_registry._registry)
+    except Exception:  # noqa: BLE001 - a private API: fall back to the documented schemes
+        pass
+    return schemes
+
+
+def local_store_path(uri: str) -> str | None:
+    """The folder of a local file store URI (``PATH``, ``file:PATH``, ``file:///PATH``), else None."""
+    if uri.startswith("file:"):
+        rest = uri[len("file:"):]
+        if rest.startswith("//"):
+            rest = rest[2:]
+            if not rest.startswith("/"):  # file://host/path: only localhost is local
+                host, _, tail = rest.partition("/")
+                return "/" + tail if host in ("", "localhost") else None
+        return rest or None
+    return uri if "://" not in uri else None
+
+
+def check_tracking_uri(uri: str | None, flag: str = "--mlflow") -> str | None:
+    """A one-line UserError, before any work, for a tracking URI MLflow cannot log to: an
+    unsupported scheme (``ftp://nowhere``), a server URI without a host, a database URI without
+    SQLAlchemy. Returns the folder of a local file store (for the caller to check it is
+    writable), else None."""
+    require_mlflow()
+    if not uri:
+        return None  # the default, file:RESULTS/mlruns, lives in the results directory
+    from urllib.parse import urlparse
+
+    parsed = urlparse(uri)
+    scheme = parsed.scheme.lower()
+    if len(scheme) == 1 and uri[1:2] == ":":  # a Windows drive letter, C:\...
+        scheme = ""
+    if not scheme and uri.lower() in ("databricks", "databricks-uc", "uc"):  # MLflow's bare profile URIs
+        return None
+    if scheme in ("", "file"):
+        path = local_store_path(uri)
+        if path is None:
+            raise UserError(f"{flag} {uri!r} is not a local file store; use file:/ABSOLUTE/PATH or a folder path")
+        return path
+    if scheme in DATABASE_SCHEMES:
+        try:
+            import sqlalchemy  # noqa: F401
+        except ImportError:
+            raise UserError(f"{flag} {uri!r}: a {scheme} store needs full mlflow (pip install mlflow), not mlflow-skinny; "
+                            f"or use {TRACKING_URI_HELP}") from None
+        return None
+    if scheme not in _known_schemes():
+        raise UserError(f"{flag} {uri!r}: unsupported tracking URI scheme {scheme + '://'!r}; use {TRACKING_URI_HELP}")
+    if scheme in ("http", "https") and not parsed.netloc:
+        raise UserError(f"{flag} {uri!r} has no host; use {scheme}://HOST[:PORT]")
+    return None
+
+
 def _client(uri: str):
     require_mlflow()
     from mlflow.tracking import MlflowClient

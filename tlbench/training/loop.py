@@ -119,7 +119,9 @@ def fit(model: nn.Module, phases: list[Phase], objective: Objective, extra_param
                 break
             loss = sum(terms.values())
             if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"loss is {loss.item()} at step {done} ({', '.join(terms)})")
+                bad = [f"{k}={float(v.detach().sum())}" for k, v in terms.items() if not torch.isfinite(v.detach()).all()]
+                raise NonFiniteLoss(f"loss is {loss.item()} at step {done} in phase {phase.name!r}: non-finite term "
+                                    f"{', '.join(bad) or '(none alone; their sum overflows)'} (terms: {', '.join(terms)})")
             optimizer.zero_grad(set_to_none=True)
             if scaler is None:
                 loss.backward()
