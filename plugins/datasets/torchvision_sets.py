@@ -1,9 +1,10 @@
-"""Standard benchmarks from disk: `mnist`, `usps`, `svhn`, `cifar10`, `stl10`.
+"""Standard benchmarks from disk: `mnist`, `usps`, `svhn`, `cifar10`, `stl10`, `cifar100`.
 
 Each is one dataset with one domain of the same name (``mnist:mnist``); domains pair across
 datasets through a shared ``label_space``: the digit sets share ``digits-0-9`` (with
 ``synthdigits`` and ``digits``), CIFAR-10 and STL-10 share the standard 9 common classes
-(CIFAR's frog and STL's monkey dropped). Files are read from ``data_root`` in the layouts
+(CIFAR's frog and STL's monkey dropped); `cifar100` (its 100 fine classes) shares a label space
+with none, so `cifar10:cifar10 -> cifar100:cifar100` is task transfer. Files are read from ``data_root`` in the layouts
 torchvision writes; ``download = true`` (``--download``) lets torchvision fetch them first.
 Images are resized to ``size`` and normalised with each set's usual mean/std.
 """
@@ -72,6 +73,19 @@ def _read_cifar10(root: Path, split: str):
     return _keep(torch.from_numpy(np.concatenate(data)), np.asarray(labels), CIFAR_TO_9)
 
 
+def _read_cifar100(root: Path, split: str):
+    with open(root / "cifar-100-python" / ("train" if split == "train" else "test"), "rb") as handle:
+        entry = pickle.load(handle, encoding="latin1")
+    images = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+    return torch.from_numpy(images), torch.tensor(entry["fine_labels"], dtype=torch.long)
+
+
+def cifar100_classes(root: Path) -> tuple[str, ...]:
+    """The 100 fine class names from the dataset's own ``meta`` file."""
+    with open(root / "cifar-100-python" / "meta", "rb") as handle:
+        return tuple(pickle.load(handle, encoding="latin1")["fine_label_names"])
+
+
 def _read_stl10(root: Path, split: str):
     folder = root / "stl10_binary"
     images = np.fromfile(folder / f"{split}_X.bin", dtype=np.uint8).reshape(-1, 3, 96, 96)
@@ -97,6 +111,7 @@ def _download(name: str, root: Path) -> None:
         "svhn": lambda s: tvd.SVHN(str(root), split=s, download=True),
         "cifar10": lambda s: tvd.CIFAR10(str(root), train=s == "train", download=True),
         "stl10": lambda s: tvd.STL10(str(root), split=s, download=True),
+        "cifar100": lambda s: tvd.CIFAR100(str(root), train=s == "train", download=True),
     }
     try:
         for split in ("train", "test"):
@@ -125,6 +140,8 @@ SETS = {
     "svhn": SetInfo(_read_svhn, "train_32x32.mat", 3, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), DIGITS, "digits-0-9"),
     "cifar10": SetInfo(_read_cifar10, "cifar-10-batches-py/data_batch_1", 3, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), CIFAR_STL_CLASSES, "cifar-stl-9"),
     "stl10": SetInfo(_read_stl10, "stl10_binary/train_X.bin", 3, (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713), CIFAR_STL_CLASSES, "cifar-stl-9"),
+    # classes are read from the files (cifar-100-python/meta) when the dataset is built
+    "cifar100": SetInfo(_read_cifar100, "cifar-100-python/train", 3, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), (), "cifar100"),
 }
 
 
@@ -172,6 +189,8 @@ class DiskImageSet(Dataset):
                 f"holding it, or add --download to fetch it with torchvision"
             )
         self.preprocessing = Preprocessing(IMAGE, (info.channels, size, size), info.mean, info.std)
+        if not self.classes:
+            self.classes = cifar100_classes(self.root)
 
     def load(self, domain: str) -> DomainData:
         if domain != self.name:
@@ -207,8 +226,8 @@ def register_datasets(register):
             _factory(name),
             domains=(name,),
             modality=IMAGE,
-            num_classes=len(info.classes),
-            classes=info.classes,
+            num_classes=len(info.classes) or 100,
+            **({"classes": info.classes} if info.classes else {}),
             label_space=info.label_space,
             defaults={"data_root": "", "download": False, "size": 32, "limit_per_class": 0},
             description=f"{name} from --data-root (torchvision layout); label space {info.label_space}",

@@ -9,6 +9,7 @@ class NoAdaptation(AdaptationLoss):
 
     defaults = {}
     needs_target_unlabeled = False
+    needs_shared_labels = False
 
 
 @hookimpl

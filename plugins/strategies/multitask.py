@@ -21,7 +21,10 @@ class MultiTask(FineTune):
 
     def setup(self, model, ctx):
         super().setup(model, ctx)
-        self.source_head = copy.deepcopy(model.head)
+        # the source task's own head: its size is the source's class count (task transfer differs)
+        size = ctx.source_num_classes or model.head.out_features
+        self.source_head = (copy.deepcopy(model.head) if size == model.head.out_features
+                            else nn.utils.skip_init(nn.Linear, model.head.in_features, size))
         if ctx.source_state is not None and "head.weight" in ctx.source_state:
             self.source_head.load_state_dict(
                 {"weight": ctx.source_state["head.weight"], "bias": ctx.source_state["head.bias"]}

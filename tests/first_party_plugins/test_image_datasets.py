@@ -155,8 +155,10 @@ def test_label_spaces_pair_digit_sets_and_keep_cifar_apart(registry, tmp_path):
     assert len(specs) == 2
     assert specs[0].dataset_options["mnist"] == {"data_root": str(tmp_path), "download": False, "size": 32, "limit_per_class": 1}
     fake_cifar10(tmp_path)
-    with pytest.raises(UserError, match="do not share a label space"):
-        expand({**BASE, "source": ["cifar10:cifar10"], "target": ["mnist:mnist"], "data_root": str(tmp_path)}, registry)
+    apart = {**BASE, "source": ["cifar10:cifar10"], "target": ["mnist:mnist"], "data_root": str(tmp_path)}
+    assert {s.kind for s in expand(apart, registry)} == {"task-transfer"}  # no shared labels: a task pair
+    with pytest.raises(UserError, match="task-transfer pair .*use --shots 1 or more"):
+        expand({**apart, "shots": [0]}, registry)
     with pytest.raises(UserError, match="dataset 'synthdigits' has no option 'sise'; known: size"):
         expand({**BASE, "source": ["synthdigits:clean"], "target": ["synthdigits:color"], "set": {"synthdigits": {"sise": 8}}}, registry)
 
@@ -188,7 +190,7 @@ def test_imagefolder_discovers_domains_and_classes(registry, tmp_path):
     fake_office(tmp_path)
     config = {**BASE, "source": ["imagefolder:amazon"], "target": ["imagefolder:webcam"], "data_root": str(tmp_path)}
     assert len(expand(config, registry)) == 1
-    with pytest.raises(UserError, match="unknown domain of dataset 'imagefolder' 'dslr'; known: .*amazon"):
+    with pytest.raises(UserError, match="unknown domain 'dslr' of dataset 'imagefolder'; known: .*amazon"):
         expand({**config, "target": ["imagefolder:dslr"]}, registry)
     with pytest.raises(UserError, match="not a folder; expected one folder per domain"):
         expand({**config, "data_root": str(tmp_path / "nope")}, registry)

@@ -20,6 +20,8 @@ def test_stored_statistics_reproduce_batch_statistics_accuracy(tmp_path, batches
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (result,) = read_results(out)
     assert result["bn_inputs"] == ["source", "target_unlabeled"]
+    # the loss's own lr reaches every group: backbone (backbone_lr_scale 1), head and discriminator
+    assert result["transfer_recipe"]["lr"] == 0.003 and result["lr_groups"][0]["lrs"] == [0.003, 0.003, 0.003]
     gap = abs(result["source_acc"] - result["source_acc_batch_stats"])
     if batches:
         assert result["bn_recalibration"]["layers"] > 0 and result["bn_recalibration"]["examples"] == 20 * 128

@@ -11,7 +11,8 @@ import torch
 from tlbench.execution import source_cache as cache
 from tlbench.execution import claims
 from tlbench.plugin.contracts import TransferContext
-from tlbench.grid.dataset_options import build_dataset, dataset_key
+from tlbench.execution.cell_data import DomainCache, empty_like, source_is_data
+from tlbench.grid.domains import dataset_name
 from tlbench.training.data import adapt_inputs, adapted_preprocessing, backbone_input_shape, few_shot
 from tlbench.utils.environment import device_name, versions
 from tlbench.grid import RunSpec
@@ -70,32 +71,25 @@ class Runner:
         self.results_dir = Path(results_dir)
         self.device = device
         self.log = log
-        self._datasets: dict[str, object] = {}
-        self._domains: dict[str, object] = {}
+        self._data = DomainCache(registry)
         self._versions = versions()
 
     # -- data ---------------------------------------------------------------------------------
     def dataset(self, name: str, options: dict | None = None):
         """The dataset ``name`` built with ``options``, once per process."""
-        key = dataset_key(name, options or {})
-        if key not in self._datasets:
-            entry = self.registry.get("datasets", name)
-            self._datasets[key] = build_dataset(entry, options or {})
-        return self._datasets[key]
+        return self._data.dataset(name, options)
 
-    def domain(self, qualified: str, options: dict | None = None):
-        """(dataset object, DomainData) of ``dataset:domain``, loaded once per process."""
-        name, domain = qualified.split(":")
-        dataset = self.dataset(name, options)
-        key = dataset_key(qualified, options or {})
-        if key not in self._domains:
-            self._domains[key] = dataset.load(domain)
-        return dataset, self._domains[key]
+    def domain(self, value: str, options: dict | None = None):
+        """(TaskView, DomainData) of ``dataset:domain[subset]``, loaded once per process."""
+        return self._data.domain(value, options)
 
     def _inputs(self, spec: RunSpec, speed: SpeedSettings | None = None):
+        """(backbone entry, target TaskView, input shape, device data). A pretrained source has
+        no source data: its splits are empty; ``data["source_classes"]`` is None then."""
         backbone = self.registry.get("backbones", spec.backbone)
-        src_ds, src = self.domain(spec.source, spec.options_of_dataset(spec.source.split(":")[0]))
-        tgt_ds, tgt = self.domain(spec.target, spec.options_of_dataset(spec.target.split(":")[0]))
+        tgt_ds, tgt = self.domain(spec.target, spec.options_of_dataset(dataset_name(spec.target)))
+        src_ds, src = (self.domain(spec.source, spec.options_of_dataset(dataset_name(spec.source)))
+                       if source_is_data(spec) else (None, None))
         shape = backbone_input_shape(tgt_ds.preprocessing, backbone.meta, spec.backbone_options)
 
         speed = speed or SpeedSettings(self.device)
@@ -106,17 +100,25 @@ class Runner:
             x = x.to(self.device) if speed.keep_on_device(x) else HostTensor(x, self.device, speed.pin_memory, speed.non_blocking)
             return type(split)(x, split.y.to(self.device))
 
-        data = {
-            "source_train": fit(src.train, src_ds.preprocessing),
-            "source_test": fit(src.test, src_ds.preprocessing),
-            "target_train": fit(tgt.train, tgt_ds.preprocessing),
-            "target_test": fit(tgt.test, tgt_ds.preprocessing),
-        }
+        data = {"target_train": fit(tgt.train, tgt_ds.preprocessing), "target_test": fit(tgt.test, tgt_ds.preprocessing)}
+        if src is None:
+            data["source_train"] = data["source_test"] = empty_like(data["target_train"])
+        else:
+            data["source_train"] = fit(src.train, src_ds.preprocessing)
+            data["source_test"] = fit(src.test, src_ds.preprocessing)
+        data["source_classes"] = None if src_ds is None else src_ds.classes
         return backbone, tgt_ds, shape, data
 
     # -- source model -------------------------------------------------------------------------
     def source_state(self, spec: RunSpec, backbone, shape, num_classes, source_train, speed=None) -> tuple[dict, dict]:
-        """The trained source model's state dict, from the cache or trained now (and cached)."""
+        """The trained source model's state dict, from the cache or trained now (and cached); for
+        a pretrained source, the backbone's own weights (nothing trained, nothing cached)."""
+        if not source_is_data(spec):
+            torch.manual_seed(spec.seed)
+            model = build_model(backbone, shape, num_classes, spec.backbone_options)
+            return ({k: v for k, v in model.state_dict().items() if not k.startswith("head.")},
+                    {"source_cached": False, "source_train_seconds": 0.0,
+                     "source_weights": getattr(model.backbone, "weights_info", None)})
         key = spec.source_key()
         key["input_shape"] = list(shape)
         if spec.train.get("model_selection") == "source-val":  # trained without the held-out slice
@@ -165,7 +167,9 @@ class Runner:
         """Train (or find cached) the source model ``spec`` needs: the first phase of a grid, so
         each source model is trained once and shared."""
         speed, backbone, tgt_ds, shape, data, _ = self._prepared(spec)
-        _, info = self.source_state(spec, backbone, shape, len(tgt_ds.classes), data["source_train"], speed)
+        if not source_is_data(spec):
+            return {"source_cached": False, "source_train_seconds": 0.0}
+        _, info = self.source_state(spec, backbone, shape, len(data["source_classes"]), data["source_train"], speed)
         return info
 
     # -- one cell -----------------------------------------------------------------------------
@@ -197,7 +201,7 @@ class Runner:
         provenance = {}
         for kind, name in (
             ("backbones", spec.backbone),
-            ("datasets", spec.target.split(":")[0]),
+            ("datasets", dataset_name(spec.target)),
             ("strategies", spec.strategy),
             ("adaptation_losses", spec.loss),
         ):
@@ -219,18 +223,24 @@ class Runner:
     def _run(self, spec: RunSpec, run_dir: Path) -> dict:
         speed, backbone, tgt_ds, shape, data, source_val = self._prepared(spec)
         num_classes = len(tgt_ds.classes)
-        source_state, source_info = self.source_state(spec, backbone, shape, num_classes, data["source_train"], speed)
+        source_classes = data["source_classes"]
+        differ = source_classes is None or tuple(source_classes) != tuple(tgt_ds.classes)
+        source_state, source_info = self.source_state(
+            spec, backbone, shape, len(source_classes or tgt_ds.classes), data["source_train"], speed)
         strategy = self.registry.get("strategies", spec.strategy).obj(**spec.strategy_options)
         loss = self.registry.get("adaptation_losses", spec.loss).obj(**spec.loss_options)
 
         torch.manual_seed(spec.seed + 7919)
         model = build_model(backbone, shape, num_classes, spec.backbone_options)
         weights_info = getattr(model.backbone, "weights_info", None)  # which initial weights, if it says
-        if strategy.init_from_source:
+        if strategy.init_from_source and differ:  # task transfer: the source backbone, a fresh target head
+            model.load_state_dict({k: v for k, v in source_state.items() if not k.startswith("head.")}, strict=False)
+        elif strategy.init_from_source:
             model.load_state_dict(source_state)
         model = speed.prepare_model(model.to(self.device), len(shape) + 1)
         generator = _seed_generator(spec.seed, 2)
         train = spec.train
+        recipe = transfer_recipe(train, spec.loss_options)  # [train], overridden by the loss's own recipe keys
         augment_gen = _seed_generator(spec.seed, 3)
         ctx = TransferContext(
             source_state={k: v.to(self.device) for k, v in source_state.items()},
@@ -240,15 +250,17 @@ class Runner:
             num_classes=num_classes,
             shots=spec.shots,
             steps=train["steps"],
-            lr=train["lr"],
+            lr=recipe["lr"],  # the rate strategies build their parameter groups from
             batch_size=train["batch_size"],
             device=torch.device(self.device),
             generator=generator,
             augment=lambda x: tgt_ds.augment(x, augment_gen),
             log=self.log,
             extra={"speed": speed},
-            recipe=transfer_recipe(train, spec.loss_options),
+            recipe=recipe,
             bn_batches=train.get("bn_recalibration_batches", 0),
+            label_spaces_differ=differ,
+            source_num_classes=len(source_classes) if source_classes is not None else None,
         )
         loss.setup(model.backbone.out_features, num_classes, ctx)
         selector = make_selector(spec.train, source_val, data["target_test"])
@@ -263,11 +275,15 @@ class Runner:
             "input_shape": list(shape),
             "speed": speed.as_dict(),
             "target_labeled_examples": 0 if ctx.target_labeled is None else len(ctx.target_labeled),
+            "transfer_kind": spec.kind,
+            "target_classes": list(tgt_ds.classes),
+            "source_classes": None if source_classes is None else list(source_classes),
             "target_acc": accuracy(model, target_test, batch),
-            "source_acc": accuracy(model, source_test, batch),
+            # the target head on source data means nothing when the classes differ
+            "source_acc": None if differ else accuracy(model, source_test, batch),
             # the same model normalising with each test batch's own statistics: a large gap to
             # source_acc means the stored BatchNorm statistics do not match the weights
-            "source_acc_batch_stats": _batch_stats_acc(model, source_test, target_test, stats.bn_inputs, "source", batch),
+            "source_acc_batch_stats": None if differ else _batch_stats_acc(model, source_test, target_test, stats.bn_inputs, "source", batch),
             "target_acc_batch_stats": _batch_stats_acc(model, target_test, source_test, stats.bn_inputs, "target", batch),
             "bn_inputs": stats.bn_inputs,
             "transfer_recipe": ctx.recipe,

@@ -30,8 +30,17 @@ def read_grid_file(path) -> dict:
 
 
 def split_list(value: str) -> list[str]:
-    """Split a comma-separated flag value; empty items are dropped."""
-    return [item.strip() for item in value.split(",") if item.strip()]
+    """Split a comma-separated flag value; empty items are dropped. Commas inside brackets stay
+    (``digits:uci[5,7],digits:mnist`` is two items)."""
+    items, depth, current = [], 0, ""
+    for char in value:
+        depth += (char == "[") - (char == "]")
+        if char == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += char
+    return [item.strip() for item in items + [current] if item.strip()]
 
 
 def parse_set(assignments: list[str]) -> dict:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 from tlbench.grid.options import check_value, resolve_options
+from tlbench.plugin.contracts import Dataset
 from tlbench.plugin.errors import UserError, unknown
 
 GLOBAL_DATASET_KEYS = ("data_root", "download")
@@ -61,4 +62,35 @@ def check_domain(registry, name: str, domain: str, options: dict, built: dict) -
     """UserError unless ``domain`` is one of the dataset's domains."""
     domains = domains_of(registry, name, options, built)
     if domains and domain not in domains:
-        raise unknown(f"domain of dataset {name!r}", domain, domains)
+        raise unknown("domain", domain, domains, f" of dataset {name!r}")
+
+
+def _built(registry, name: str, options: dict, built: dict):
+    key = dataset_key(name, options)
+    if key not in built:
+        built[key] = build_dataset(registry.get("datasets", name), options)
+    return built[key]
+
+
+def label_space(registry, ref, options: dict, built: dict, role: str = "domain") -> tuple[str, tuple[str, ...], tuple[int, ...] | None]:
+    """(label-space id, effective class names, indices into the dataset's ``classes`` or None
+    for all of them in order) of a DomainRef: its class subset, or the classes its domain has."""
+    from tlbench.grid.domains import resolve_subset
+
+    entry = registry.get("datasets", ref.dataset)
+    meta = entry.meta
+    classes = tuple(str(c) for c in meta["classes"]) if meta.get("classes") else None
+    per_domain = None
+    overrides = isinstance(entry.obj, type) and entry.obj.domain_classes is not Dataset.domain_classes
+    if classes is None or overrides:
+        dataset = _built(registry, ref.dataset, options, built)
+        classes = tuple(str(c) for c in dataset.classes) or classes
+        per_domain = dataset.domain_classes(ref.domain) if overrides else None
+    if classes is None:
+        classes = tuple(str(i) for i in range(int(meta.get("num_classes") or 0)))
+    domain_classes = tuple(per_domain) if per_domain is not None else classes
+    picked = resolve_subset(ref, domain_classes, role)
+    names = domain_classes if picked is None else tuple(domain_classes[i] for i in picked)
+    indices = None if names == classes else tuple(classes.index(n) for n in names)
+    space = meta.get("label_space") or ref.dataset
+    return space, names, indices

@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import itertools
 
-from tlbench.grid.dataset_options import check_domain, resolve_dataset_options
+from tlbench.grid.dataset_options import check_domain, label_space, resolve_dataset_options
+from tlbench.grid.domains import (
+    DOMAIN_ADAPTATION, PRETRAINED_KIND, TASK_TRANSFER, DomainRef, dataset_name, is_pretrained, parse_domain,
+)
 from tlbench.grid.options import check_recipe, resolve_options, resolve_train
 from tlbench.grid.spec import KNOWN_KEYS, LIST_KEYS, PLUGIN_KINDS, RunSpec
 from tlbench.plugin.errors import UserError, unknown
@@ -98,14 +101,12 @@ def _plugin_options(registry: Registry, sets: dict, used: dict[str, list[str]]) 
     return routed
 
 
-def _split_domain(value, registry: Registry, role: str, data_opts=None, built=None) -> tuple[str, str]:
-    if not isinstance(value, str) or value.count(":") != 1:
-        raise UserError(f"{role} {value!r} must be DATASET:DOMAIN (e.g. digits:mnist)")
-    dataset, domain = value.split(":")
-    registry.get("datasets", dataset)
-    options = (data_opts or {}).get(dataset, {})
-    check_domain(registry, dataset, domain, options, {} if built is None else built)
-    return dataset, domain
+def _split_domain(value, registry: Registry, role: str, data_opts=None, built=None) -> DomainRef:
+    ref = parse_domain(value, role)
+    registry.get("datasets", ref.dataset)
+    options = (data_opts or {}).get(ref.dataset, {})
+    check_domain(registry, ref.dataset, ref.domain, options, {} if built is None else built)
+    return ref
 
 
 def expand(config: dict, registry: Registry) -> list[RunSpec]:
@@ -138,7 +139,8 @@ def expand(config: dict, registry: Registry) -> list[RunSpec]:
         check = entry.meta.get("check_options") if kind != "backbones" else None
         if callable(check):  # value checks beyond types (backbones are checked below, defaults included)
             check(options[(kind, name)])
-    data_names = [v.split(":")[0] for v in lists["source"] + lists["target"] if v.count(":") == 1]
+    data_names = [n for v in lists["source"] + lists["target"] if isinstance(v, str) and ":" in v
+                  and (n := v.split(":")[0].strip())]
     data_names += [name for kind, name in routed if kind == "datasets"]
     data_opts = {n: resolve_dataset_options(registry, n, config, routed.get(("datasets", n))) for n in dict.fromkeys(data_names)}
     built_datasets: dict = {}
@@ -146,21 +148,26 @@ def expand(config: dict, registry: Registry) -> list[RunSpec]:
     def opts(kind, name):
         return options.get((kind, name)) or dict(registry.get(kind, name).defaults)
 
-    pairs = []
+    pairs, kinds = [], {}
     for source in dict.fromkeys(lists["source"]):
         for target in dict.fromkeys(lists["target"]):
             if source == target:
                 continue
-            src_ds, _ = _split_domain(source, registry, "source", data_opts, built_datasets)
-            tgt_ds, _ = _split_domain(target, registry, "target", data_opts, built_datasets)
-            _check_label_space(registry, src_ds, tgt_ds, source, target)
+            src = None if is_pretrained(source) else _split_domain(source, registry, "source", data_opts, built_datasets)
+            tgt = _split_domain(target, registry, "target", data_opts, built_datasets)
+            src_space = None if src is None else label_space(registry, src, data_opts.get(src.dataset, {}), built_datasets, "source")
+            tgt_space = label_space(registry, tgt, data_opts.get(tgt.dataset, {}), built_datasets, "target")
+            if src_space is None:
+                kinds[(source, target)] = PRETRAINED_KIND
+            else:
+                kinds[(source, target)] = DOMAIN_ADAPTATION if src_space[:2] == tgt_space[:2] else TASK_TRANSFER
             pairs.append((source, target))
     if not pairs:
         raise UserError("no source->target pair: every source equals its target; give different domains")
     for backbone in lists["backbone"]:
         entry = registry.get("backbones", backbone)
         for _, target in pairs:
-            dataset = registry.get("datasets", target.split(":")[0])
+            dataset = registry.get("datasets", parse_domain(target).dataset)
             b_mod, d_mod = entry.meta.get("modality"), dataset.meta.get("modality")
             if b_mod and d_mod and b_mod != d_mod:
                 fitting = [n for n in registry.names("backbones") if registry.entries["backbones"][n].meta.get("modality") == d_mod]
@@ -174,6 +181,15 @@ def expand(config: dict, registry: Registry) -> list[RunSpec]:
         check = registry.get("backbones", backbone).meta.get("check_options")
         if callable(check):
             check(opts("backbones", backbone))
+    for source, target in pairs:
+        for strategy, loss, shot in itertools.product(dict.fromkeys(lists["strategy"]), dict.fromkeys(lists["loss"]), shots):
+            _check_transfer_kind(registry, kinds[(source, target)], source, target, strategy, loss, shot)
+    if train["model_selection"] == "source-val" and any(kind != DOMAIN_ADAPTATION for kind in kinds.values()):
+        raise UserError("model_selection = source-val scores the target head on source data, which needs a shared label "
+                        "space and source data; use last or target-oracle for task-transfer and pretrained pairs")
+    for backbone in dict.fromkeys(lists["backbone"]):
+        if any(kind == PRETRAINED_KIND for kind in kinds.values()):
+            _check_pretrained_backbone(registry, backbone, opts("backbones", backbone))
     specs = []
     for backbone, (source, target), strategy, loss, shot, seed in itertools.product(
         dict.fromkeys(lists["backbone"]), pairs, dict.fromkeys(lists["strategy"]), dict.fromkeys(lists["loss"]), shots, seeds
@@ -182,22 +198,44 @@ def expand(config: dict, registry: Registry) -> list[RunSpec]:
             RunSpec(
                 backbone, source, target, strategy, loss, shot, seed,
                 opts("backbones", backbone), opts("strategies", strategy), opts("adaptation_losses", loss), train,
-                {n: data_opts[n] for n in dict.fromkeys(p.split(":")[0] for p in (source, target)) if data_opts[n]},
+                {n: data_opts[n] for n in dict.fromkeys(dataset_name(p) for p in (source, target)) if n and data_opts[n]},
+                kinds[(source, target)],
             )
         )
+    from tlbench.grid.dry_run import check_grid  # --set tables used; each backbone built once (dry run)
+    check_grid(config, registry, specs, built_datasets)
     return specs
 
 
-def _check_label_space(registry: Registry, src_ds: str, tgt_ds: str, source: str, target: str) -> None:
-    if src_ds == tgt_ds:
+def _check_transfer_kind(registry: Registry, kind: str, source: str, target: str, strategy: str, loss: str, shots) -> None:
+    """Refuse, in one line, what a task-transfer or pretrained-source cell cannot do."""
+    if kind == DOMAIN_ADAPTATION:
         return
-    src_meta, tgt_meta = registry.get("datasets", src_ds).meta, registry.get("datasets", tgt_ds).meta
-    src_classes = src_meta.get("classes") or src_meta.get("num_classes")
-    tgt_classes = tgt_meta.get("classes") or tgt_meta.get("num_classes")
-    label_space = src_meta.get("label_space"), tgt_meta.get("label_space")
-    if label_space[0] and label_space[0] == label_space[1] and src_classes == tgt_classes:
-        return
-    raise UserError(
-        f"{source} and {target} do not share a label space ({src_ds}: {src_classes} classes, "
-        f"{tgt_ds}: {tgt_classes}); pick domains of one dataset, or datasets declaring the same label_space"
-    )
+    what = "a task-transfer pair (their classes differ)" if kind == TASK_TRANSFER else "a pretrained source (no source data)"
+    pair = f"{source} -> {target} is {what}"
+    if shots == 0:
+        raise UserError(f"{pair}: the target's new head needs target labels; use --shots 1 or more")
+    strategy_cls = registry.get("strategies", strategy).obj
+    loss_cls = registry.get("adaptation_losses", loss).obj
+    if kind == TASK_TRANSFER and getattr(strategy_cls, "needs_shared_labels", False):
+        raise UserError(f"{pair}: strategy {strategy!r} trains the target head on source labels, which needs a shared "
+                        "label space; use finetune, linear-probe, lp-ft, l2sp, partial, multitask or scratch")
+    if kind == TASK_TRANSFER and getattr(loss_cls, "needs_shared_labels", True):
+        raise UserError(f"{pair}: loss {loss!r} needs a label space shared by source and target; use --loss none")
+    if kind == PRETRAINED_KIND:
+        if getattr(strategy_cls, "uses_source_labels", False):
+            raise UserError(f"{pair}: strategy {strategy!r} trains on labeled source data; use finetune, linear-probe, "
+                            "lp-ft, l2sp, partial or discriminative-lr")
+        if getattr(loss_cls, "needs_target_unlabeled", True):
+            raise UserError(f"{pair}: loss {loss!r} aligns source with target data; use --loss none")
+
+
+def _check_pretrained_backbone(registry: Registry, backbone: str, options: dict) -> None:
+    """A pretrained source needs a backbone whose options load pretrained weights."""
+    has = registry.get("backbones", backbone).meta.get("pretrained")
+    if callable(has):
+        has = has(options)
+    if not has:
+        with_weights = [n for n in registry.names("backbones") if registry.entries["backbones"][n].meta.get("pretrained")]
+        raise UserError(f"source `pretrained` needs pretrained weights, but backbone {backbone!r} with {options} has none; "
+                        f"backbones that can: {', '.join(with_weights) or '(none)'} (see their weights/pretrained option)")

@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from tlbench.grid.domains import DOMAIN_ADAPTATION, dataset_name, safe_name
 from tlbench.training.optim import RECIPE_DEFAULTS
 
 LIST_KEYS = ("backbone", "source", "target", "strategy", "loss", "shots", "seeds")
@@ -86,6 +87,9 @@ class RunSpec:
     loss_options: dict = field(default_factory=dict, hash=False)
     train: dict = field(default_factory=dict, hash=False)
     dataset_options: dict = field(default_factory=dict, hash=False)  # dataset name -> options
+    # domain-adaptation | task-transfer | pretrained (tlbench.grid.domains); derived from source
+    # and target, so it stays out of the run id
+    kind: str = field(default=DOMAIN_ADAPTATION, hash=False)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -97,6 +101,7 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         fields = _hash_fields(self.as_dict())
+        del fields["kind"]
         if not fields["dataset_options"]:
             del fields["dataset_options"]  # run ids from before dataset options stay the same
         canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
@@ -106,7 +111,7 @@ class RunSpec:
     def dirname(self) -> str:
         """A readable, filesystem-safe directory name that ends with the run id."""
         parts = [self.backbone, self.source, self.target, self.strategy, self.loss, f"shots{self.shots}", f"seed{self.seed}"]
-        safe = "__".join(p.replace(":", "-").replace("/", "-") for p in parts)
+        safe = "__".join(safe_name(p) for p in parts)
         return f"{safe}__{self.run_id}"
 
     def source_key(self) -> dict:
@@ -117,8 +122,8 @@ class RunSpec:
             "backbone": self.backbone,
             "backbone_options": self.backbone_options,
             "source": self.source,
-            "source_dataset_options": self.options_of_dataset(self.source.split(":")[0]),
-            "target_input": self.target.split(":")[0],
+            "source_dataset_options": self.options_of_dataset(dataset_name(self.source) or ""),
+            "target_input": dataset_name(self.target),
             "seed": self.seed,
             "train": {**{k: self.train[k] for k in keys}, **recipe},
         }

@@ -76,6 +76,13 @@ class Dataset:
         """Return the fixed, seeded train/test split of ``domain`` as normalised tensors."""
         raise NotImplementedError
 
+    def domain_classes(self, domain: str) -> tuple[str, ...] | None:
+        """The classes present in ``domain`` when domains differ in classes (image folders),
+        as names from ``classes``; None (the default) = every domain has all of ``classes``.
+        The core keeps only those rows and renumbers their labels; two domains whose classes
+        differ are a task-transfer pair."""
+        return None
+
     def augment(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """A random view of a batch, for contrastive losses. Default: mild noise and shift."""
         return default_augment(x, self.preprocessing.modality, generator)
@@ -122,6 +129,11 @@ class TransferContext:
     # tlbench.training.optim) and how many batches recalibrate BatchNorm afterwards.
     recipe: dict[str, Any] | None = None
     bn_batches: int = 0
+    # Task transfer: source and target label spaces differ (or the source is pretrained weights),
+    # so the model's head is a fresh one of the target's size (never the source head) and
+    # ``source_num_classes`` is the size of the source model's head in ``source_state``.
+    label_spaces_differ: bool = False
+    source_num_classes: int | None = None
 
 
 def _merge_hparams(cls, given: dict) -> dict:
@@ -141,6 +153,9 @@ class Strategy(nn.Module):
     defaults: ClassVar[dict] = {}
     init_from_source: ClassVar[bool] = True
     uses_source_labels: ClassVar[bool] = False
+    # Set when source labels go through the model's (target) head: such a strategy is refused on
+    # task-transfer pairs. A strategy learns which case a cell is in from ctx.label_spaces_differ.
+    needs_shared_labels: ClassVar[bool] = False
 
     def __init__(self, **hparams):
         super().__init__()
@@ -195,6 +210,10 @@ class AdaptationLoss(nn.Module):
     when the strategy does not already, so the classifier stays anchored while features adapt
     (the usual UDA objective: source CE + weight * adaptation loss).
 
+    ``needs_shared_labels`` (default True) refuses the loss on task-transfer pairs (source and
+    target with different classes); set it False only when nothing reads the head on the other
+    domain's data.
+
     Training recipe: any ``[train]`` recipe key (``optimizer``, ``lr``, ``momentum``,
     ``weight_decay``, ``schedule``, ``warmup``, ...; see ``tlbench.training.optim``) among
     ``defaults`` overrides ``[train]`` for this loss's transfers, so a method trains the way its
@@ -209,6 +228,9 @@ class AdaptationLoss(nn.Module):
     uses_source_labels: ClassVar[bool] = True
     gradient_steps: ClassVar[bool] = True
     bn_statistics: ClassVar[str] = "training"
+    # Needs source and target to share a label space (source labels through the model's head,
+    # or source-head predictions read on target data); refused on task-transfer pairs.
+    needs_shared_labels: ClassVar[bool] = True
 
     def __init__(self, **hparams):
         super().__init__()

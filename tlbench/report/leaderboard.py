@@ -18,6 +18,7 @@ from tlbench.report.stats import intervals_overlap, summarize
 
 BASELINE = "scratch"
 CONTROL = "control"  # the adaptation loop without its adaptation term (tlbench_plugins.losses.control)
+KIND_ORDER = {"domain-adaptation": 0, "task-transfer": 1, "pretrained": 2}  # tables grouped by transfer kind
 SOURCE_ONLY = "none"  # no adaptation loss: at --shots 0 the source model as it is
 GROUP_KEYS = ("backbone", "strategy", "loss", "shots")
 ROW_KEYS = ("source", "target") + GROUP_KEYS + ("model_selection",)
@@ -82,6 +83,7 @@ def _cell(key: tuple, runs: list[dict]) -> dict:
     methods = sorted({str(r["int8_method"]) for r in runs if r.get("int8_method")})
     row["int8_method"] = ", ".join(methods) or None
     row["provenance"] = _provenance(runs)
+    row["transfer_kind"] = next((r["transfer_kind"] for r in runs if r.get("transfer_kind")), None)
     recipes = {json.dumps(r.get("transfer_recipe"), sort_keys=True) for r in runs}
     row["_recipe"] = recipes.pop() if len(recipes) == 1 else None
     row["_accs"] = accs
@@ -150,7 +152,7 @@ def aggregate(results: list[dict]) -> list[dict]:
     _add_ranks(rows)
     for row in rows:
         del row["_accs"], row["_recipe"]
-    rows.sort(key=lambda r: (r["source"], r["target"], shots_order(r["shots"]), r["model_selection"], -r["target_acc"], r["strategy"]))
+    rows.sort(key=lambda r: (KIND_ORDER.get(r["transfer_kind"], 0), r["source"], r["target"], shots_order(r["shots"]), r["model_selection"], -r["target_acc"], r["strategy"]))
     return rows
 
 
@@ -272,10 +274,11 @@ def id_text(row: dict, key: str) -> str:
 
 
 def pair_groups(rows: list[dict]) -> dict[str, list[dict]]:
-    """Rows grouped by ``source -> target``, in row order."""
+    """Rows grouped by ``source -> target (transfer kind)``, in row order."""
     groups = defaultdict(list)
     for row in rows:
-        groups[f"{row['source']} -> {row['target']}"].append(row)
+        kind = f" ({row['transfer_kind'].replace('-', ' ')})" if row.get("transfer_kind") else ""
+        groups[f"{row['source']} -> {row['target']}{kind}"].append(row)
     return dict(groups)
 
 

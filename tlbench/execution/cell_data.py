@@ -1,0 +1,75 @@
+"""The data of a cell: domains loaded once per process, narrowed to their effective classes.
+
+A source or target string (``digits:mnist``, ``digits:uci[5-9]``, ``pretrained``; see
+``tlbench.grid.domains``) becomes a :class:`TaskView` (the dataset seen through the classes that
+domain really has, so labels, ONNX metadata and head sizes follow them) and its splits, with
+labels renumbered 0..k-1 when only some of the dataset's classes are kept.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tlbench.grid.dataset_options import build_dataset, dataset_key, label_space
+from tlbench.grid.domains import is_pretrained, parse_domain
+from tlbench.plugin.contracts import DomainData, Split
+
+
+class TaskView:
+    """A dataset through one domain's effective classes: ``classes``, ``preprocessing``, ``augment``."""
+
+    def __init__(self, dataset, classes: tuple[str, ...]):
+        self.dataset = dataset
+        self.classes = tuple(classes)
+        self.preprocessing = dataset.preprocessing
+
+    def augment(self, x, generator=None):
+        return self.dataset.augment(x, generator)
+
+
+def restrict(split: Split, indices: tuple[int, ...]) -> Split:
+    """Only the rows whose label is in ``indices``, relabelled by position in ``indices``."""
+    wanted = torch.tensor(indices, dtype=split.y.dtype, device=split.y.device)
+    keep = torch.isin(split.y, wanted)
+    lookup = torch.full((int(max(int(split.y.max()), max(indices))) + 1,), -1, dtype=split.y.dtype, device=split.y.device)
+    lookup[wanted] = torch.arange(len(indices), dtype=split.y.dtype, device=split.y.device)
+    return type(split)(split.x[keep], lookup[split.y[keep]])
+
+
+class DomainCache:
+    """Datasets built and domains loaded once per process, keyed by their options."""
+
+    def __init__(self, registry):
+        self.registry = registry
+        self.datasets: dict[str, object] = {}
+        self.domains: dict[str, DomainData] = {}
+
+    def dataset(self, name: str, options: dict | None = None):
+        """The dataset ``name`` built with ``options``."""
+        key = dataset_key(name, options or {})
+        if key not in self.datasets:
+            self.datasets[key] = build_dataset(self.registry.get("datasets", name), options or {})
+        return self.datasets[key]
+
+    def domain(self, value: str, options: dict | None = None) -> tuple[TaskView, DomainData]:
+        """(TaskView, DomainData) of ``dataset:domain[subset]``."""
+        ref = parse_domain(value)
+        dataset = self.dataset(ref.dataset, options)
+        key = dataset_key(ref.qualified, options or {})
+        if key not in self.domains:
+            self.domains[key] = dataset.load(ref.domain)
+        data = self.domains[key]
+        _, names, indices = label_space(self.registry, ref, options or {}, self.datasets)
+        if indices is not None:
+            data = DomainData(restrict(data.train, indices), restrict(data.test, indices))
+        return TaskView(dataset, names), data
+
+
+def empty_like(split: Split) -> Split:
+    """A zero-row split with ``split``'s input shape (the source data of a pretrained source)."""
+    return type(split)(split.x[:0], split.y[:0])
+
+
+def source_is_data(spec) -> bool:
+    """Does this cell have a source dataset (rather than pretrained weights)?"""
+    return not is_pretrained(spec.source)

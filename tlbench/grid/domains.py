@@ -1,0 +1,91 @@
+"""What a grid's ``source`` / ``target`` strings name, and which kind of transfer a pair is.
+
+    digits:mnist            a dataset's domain, all its classes
+    digits:mnist[0-4]       the same domain restricted to a class subset: items are class names
+    digits:uci[5,7,9]       or class indices, ``a-b`` an inclusive index range; labels are
+    imagefolder:a[cat,dog]  renumbered 0..k-1 in the order given
+    pretrained              (source only) the backbone's own pretrained weights: no source data
+
+Two domains share a label space when their datasets do (the same dataset, or datasets declaring
+the same ``label_space`` and classes) and their effective classes are the same names in the same
+order. A pair that shares it is domain adaptation (the same task elsewhere); one that does not is
+task transfer (new classes); a pretrained source is its own kind.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from tlbench.plugin.errors import UserError
+
+PRETRAINED = "pretrained"
+DOMAIN_ADAPTATION, TASK_TRANSFER, PRETRAINED_KIND = "domain-adaptation", "task-transfer", "pretrained"
+KINDS = (DOMAIN_ADAPTATION, TASK_TRANSFER, PRETRAINED_KIND)
+_PATTERN = re.compile(r"^(?P<dataset>[^:\[\]]+):(?P<domain>[^:\[\]]+)(\[(?P<subset>[^\[\]]*)\])?$")
+
+
+@dataclass(frozen=True)
+class DomainRef:
+    """A parsed ``DATASET:DOMAIN[SUBSET]``; ``subset`` is the raw text inside the brackets."""
+
+    dataset: str
+    domain: str
+    subset: str | None = None
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.dataset}:{self.domain}"
+
+
+def is_pretrained(value: str) -> bool:
+    """Is this source the backbone's own pretrained weights rather than a dataset domain?"""
+    return value == PRETRAINED
+
+
+def parse_domain(value, role: str = "domain") -> DomainRef:
+    """``"digits:mnist[0-4]"`` -> DomainRef; anything else is a one-line UserError."""
+    match = _PATTERN.match(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        extra = " or `pretrained`" if role == "source" else ""
+        raise UserError(f"{role} {value!r} must be DATASET:DOMAIN (e.g. digits:mnist), optionally with a class "
+                        f"subset like digits:mnist[0-4]{extra}")
+    subset = match.group("subset")
+    if subset is not None and not subset.strip():
+        raise UserError(f"{role} {value!r} has an empty class subset; list classes like [0-4] or [cat,dog]")
+    return DomainRef(match.group("dataset").strip(), match.group("domain").strip(), None if subset is None else subset.strip())
+
+
+def dataset_name(value: str) -> str | None:
+    """The dataset a source/target string uses (None for a pretrained source)."""
+    return None if is_pretrained(value) else parse_domain(value).dataset
+
+
+def resolve_subset(ref: DomainRef, classes: tuple[str, ...], role: str = "domain") -> tuple[int, ...] | None:
+    """Indices into ``classes`` that ``ref``'s subset selects, in the order given (None: all)."""
+    if ref.subset is None:
+        return None
+    chosen: list[int] = []
+    for item in (part.strip() for part in ref.subset.split(",")):
+        if item in classes:
+            chosen.append(classes.index(item))
+            continue
+        bounds = item.split("-")
+        if item.isdigit() or (len(bounds) == 2 and all(b.strip().isdigit() for b in bounds)):
+            low, high = (int(item), int(item)) if item.isdigit() else (int(bounds[0]), int(bounds[1]))
+            if low > high or high >= len(classes):
+                raise UserError(f"{role} {ref.qualified}[{ref.subset}]: class range {item!r} is outside 0-{len(classes) - 1}")
+            chosen.extend(range(low, high + 1))
+            continue
+        shown = ", ".join(classes[:12]) + (", ..." if len(classes) > 12 else "")
+        raise UserError(f"{role} {ref.qualified}[{ref.subset}]: {item!r} is neither a class ({shown}) nor an index range like 0-4")
+    if len(set(chosen)) != len(chosen):
+        raise UserError(f"{role} {ref.qualified}[{ref.subset}] names a class twice")
+    if len(chosen) < 2:
+        raise UserError(f"{role} {ref.qualified}[{ref.subset}] keeps {len(chosen)} class; a task needs at least 2")
+    return tuple(chosen)
+
+
+def safe_name(value: str) -> str:
+    """A source/target string as a directory-name part: ``digits:mnist[0-4]`` -> ``digits-mnist_0-4``."""
+    return value.replace(":", "-").replace("/", "-").replace("[", "_").replace("]", "").replace(",", ".")
