@@ -1,11 +1,15 @@
-"""Example third-party tlbench plugin: the `tinymlp` backbone and the `meanmatch` loss."""
+"""Example third-party tlbench plugin covering every plugin kind: the `tinymlp` backbone, the
+`stripes` dataset, the `top-stage` strategy, the `meanmatch` loss and the `in-order` executor."""
 
 import math
 
+import torch
 from torch import nn
 
 from tlbench import hookimpl
-from tlbench.plugin.contracts import AdaptationLoss
+from tlbench.execution import Executor, worker
+from tlbench.plugin.contracts import IMAGE, AdaptationLoss, Dataset, DomainData, Phase, Preprocessing, Split, Strategy
+from tlbench.training.stages import backbone_stages
 
 
 class TinyMLP(nn.Module):
@@ -28,6 +32,77 @@ class MeanMatch(AdaptationLoss):
     def forward(self, batch):
         gap = batch.source_features.mean(0) - batch.target_features.mean(0)
         return (gap * gap).sum()
+
+
+class Stripes(Dataset):
+    """12x12 images of one bright stripe, vertical or horizontal; the `noisy` domain adds noise
+    and dims the stripe. Generated from ``seed``: no files, works offline."""
+
+    domains = ("plain", "noisy")
+    classes = ("vertical", "horizontal")
+
+    def __init__(self, seed: int = 0, per_class: int = 60):
+        self.seed, self.per_class = seed, per_class
+        self.preprocessing = Preprocessing(IMAGE, (1, 12, 12), (0.2,), (0.4,))
+
+    def load(self, domain):
+        gen = torch.Generator().manual_seed(self.seed * 7 + self.domains.index(domain))
+        n = 2 * self.per_class
+        labels = torch.arange(n) % 2
+        images = torch.zeros(n, 1, 12, 12)
+        where = torch.randint(2, 10, (n,), generator=gen)
+        for i in range(n):
+            if labels[i] == 0:
+                images[i, 0, :, where[i]] = 1.0
+            else:
+                images[i, 0, where[i], :] = 1.0
+        if domain == "noisy":
+            images = 0.6 * images + 0.3 * torch.rand(images.shape, generator=gen)
+        x = (images - 0.2) / 0.4
+        cut = int(0.75 * n)
+        return DomainData(Split(x[:cut], labels[:cut]), Split(x[cut:], labels[cut:]))
+
+
+class TopStage(Strategy):
+    """Start from the source model; train only its last backbone stage and the head."""
+
+    defaults = {"top_lr_scale": 0.5}
+
+    def phases(self, model, ctx):
+        top = list(backbone_stages(model.backbone)[-1])
+        groups = [{"params": top, "lr": ctx.lr * self.hparams["top_lr_scale"]},
+                  {"params": list(model.head.parameters()), "lr": ctx.lr}]
+        return [Phase("top-stage", groups, ctx.steps)]
+
+
+class InOrder(Executor):
+    """Runs every task in this process, in the order given (what `local` does, spelled out)."""
+
+    options = ()
+
+    def __init__(self, settings, config, registry=None, log=print):
+        super().__init__(settings, config, registry, log)
+        worker.install(config, registry, log)
+
+    def run_tasks(self, tasks):
+        for task in tasks:
+            yield task, worker.execute(task, self.config)
+
+
+@hookimpl
+def register_datasets(register):
+    register("stripes", Stripes, domains=Stripes.domains, modality=IMAGE, num_classes=2, classes=Stripes.classes,
+             defaults={"seed": 0, "per_class": 60}, description="synthetic stripes, plain and noisy")
+
+
+@hookimpl
+def register_strategies(register):
+    register("top-stage", TopStage)
+
+
+@hookimpl
+def register_executors(register):
+    register("in-order", InOrder, description="sequential, in this process")
 
 
 @hookimpl

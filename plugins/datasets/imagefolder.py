@@ -32,6 +32,17 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def _check_image(path: Path) -> None:
+    """UserError unless Pillow can read ``path`` as an image."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a non-image
+        raise UserError(f"cannot read image {str(path)!r} ({type(exc).__name__}); imagefolder needs real image files") from None
+
+
 class ImageFolderDomains(Dataset):
     """Domains and classes discovered from the folder tree under ``data_root``."""
 
@@ -49,6 +60,11 @@ class ImageFolderDomains(Dataset):
             raise UserError(f"imagefolder size {size} is out of range; use 8..512")
         if not 0.0 < test_fraction < 1.0:
             raise UserError(f"imagefolder test_fraction {test_fraction} must be between 0 and 1")
+        for domain in domains:  # one unreadable "image" per domain is found now, not mid-training
+            first = next((f for c in _subdirs(domain) for f in _images(c)), None)
+            if first is None:
+                raise UserError(f"imagefolder domain {domain.name!r} has no image files ({', '.join(IMAGE_SUFFIXES)}) in its class folders")
+            _check_image(first)
         self.root, self.size, self.test_fraction, self.limit = root, size, test_fraction, limit_per_class
         self.domains = tuple(d.name for d in domains)
         self.classes = tuple(sorted({c.name for d in domains for c in _subdirs(d)}))

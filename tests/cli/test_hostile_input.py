@@ -201,7 +201,20 @@ CASES = [
                                                "--target", "crashy:x"], "dataset 'crashy' with options {} cannot be built"),
     ("backbone tuple output", lambda d: [*_plugin(d, BAD_BACKBONES), "run", *CELL, "--backbone", "tupleout"],
      "returned tuple, not a tensor"),
+    ("image folder whose only image is text", lambda d: ["run", "--backbone", "smallcnn", "--source", "imagefolder:a",
+                                                         "--target", "imagefolder:b", "--shots", "1",
+                                                         "--data-root", str(_text_images(d)), "--results-dir", str(d / "runs")],
+     "cannot read image"),
 ]
+
+
+def _text_images(d):
+    """Two image-folder domains whose only "image" per class is a text file named like a PNG."""
+    for domain in ("a", "b"):
+        for name in ("c1", "c2"):
+            (d / "folders" / domain / name).mkdir(parents=True, exist_ok=True)
+            (d / "folders" / domain / name / "0.png").write_text("not an image")
+    return d / "folders"
 
 BAD_BACKBONES = """
 import torch

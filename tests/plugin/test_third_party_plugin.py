@@ -28,6 +28,16 @@ def test_pip_installed_plugin_is_discovered_and_runs(tmp_path):
     assert result["status"] == "ok" and result["loss"] == "meanmatch"
     assert result["provenance"]["backbones"]["distribution"] == "tlbench-example-plugin"
     assert result["onnx_top1_agreement"] == 1.0
+    # every other plugin kind the package registers: its own dataset, strategy and executor
+    for kind, name in (("datasets", "stripes"), ("strategies", "top-stage"), ("executors", "in-order")):
+        assert any(e["name"] == name and e["distribution"] == "tlbench-example-plugin" for e in listed[kind]), name
+    own = tmp_path / "own"
+    proc = run_cli("run", "--backbone", "tinymlp", "--source", "stripes:plain", "--target", "stripes:noisy",
+                   "--strategy", "top-stage", "--loss", "meanmatch", "--shots", "3", "--executor", "in-order",
+                   "--results-dir", own, *FAST_TRAIN, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (result,) = read_results(own)
+    assert result["status"] == "ok" and result["strategy"] == "top-stage" and result["target_classes"] == ["vertical", "horizontal"]
 
 
 def test_plugin_written_for_the_flat_layout_still_runs(tmp_path):
