@@ -38,6 +38,8 @@ def test_pip_installed_plugin_is_discovered_and_runs(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (result,) = read_results(own)
     assert result["status"] == "ok" and result["strategy"] == "top-stage" and result["target_classes"] == ["vertical", "horizontal"]
+    board = run_cli("leaderboard", own, "--format", "csv", "--columns", "acc,provenance", env=env)
+    assert board.returncode == 0 and "top-stage" in board.stdout and "tlbench-example-plugin" in board.stdout
 
 
 def test_plugin_written_for_the_flat_layout_still_runs(tmp_path):
