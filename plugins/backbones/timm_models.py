@@ -302,6 +302,11 @@ def _checker(backbone: str, fixed: str | None):
     return check
 
 
+def _has_weights(options: dict) -> bool:
+    """Do these options load trained weights (timm's pretrained ones or a local checkpoint)?"""
+    return bool(options.get("pretrained") or options.get("checkpoint"))
+
+
 @hookimpl
 def register_backbones(register):
     register(
@@ -310,6 +315,7 @@ def register_backbones(register):
         modality="image",
         defaults={"model": DEFAULT_MODEL, **OPTIONS},
         check_options=_checker("timm", None),
+        pretrained=_has_weights,  # usable as source `pretrained`
         description="any timm model (--set timm.model=NAME); random weights, pretrained=true (local HF cache) or checkpoint=PATH",
     )
     for arch, title in CURATED.items():
@@ -319,5 +325,6 @@ def register_backbones(register):
             modality="image",
             defaults=dict(OPTIONS),
             check_options=_checker(f"timm-{arch}", arch),
+            pretrained=_has_weights,
             description=f"timm {title}; random weights, pretrained=true (local HF cache) or checkpoint=PATH",
         )

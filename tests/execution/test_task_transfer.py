@@ -138,3 +138,14 @@ def test_cifar10_to_cifar100_example_grid_runs_on_tiny_files(tmp_path):
     assert result["status"] == "ok" and result["transfer_kind"] == "task-transfer"
     assert len(result["target_classes"]) == 100 and len(result["source_classes"]) == 9
     assert result["target_labeled_examples"] == 100
+
+
+def test_timm_backbone_with_a_checkpoint_is_a_pretrained_source(registry, tmp_path):
+    timm = pytest.importorskip("timm")
+    path = tmp_path / "weights.pt"
+    torch.save(timm.create_model("resnet18", num_classes=0, in_chans=1).state_dict(), path)
+    config = {**TASK, "backbone": ["timm-resnet18"], "source": ["pretrained"], "strategy": ["linear-probe"]}
+    with pytest.raises(UserError, match="needs pretrained weights, but backbone 'timm-resnet18'"):
+        expand(config, registry)
+    (spec,) = expand({**config, "set": {"timm-resnet18": {"checkpoint": str(path)}}}, registry)
+    assert spec.kind == "pretrained"
