@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from tlbench.grid.dataset_options import build_dataset, dataset_key, label_space
+from tlbench.grid.dataset_options import built_dataset, dataset_key, label_space
 from tlbench.grid.domains import is_pretrained, parse_domain
 from tlbench.plugin.contracts import DomainData, Split
 
@@ -46,10 +46,7 @@ class DomainCache:
 
     def dataset(self, name: str, options: dict | None = None):
         """The dataset ``name`` built with ``options``."""
-        key = dataset_key(name, options or {})
-        if key not in self.datasets:
-            self.datasets[key] = build_dataset(self.registry.get("datasets", name), options or {})
-        return self.datasets[key]
+        return built_dataset(self.registry, name, options or {}, self.datasets)
 
     def domain(self, value: str, options: dict | None = None) -> tuple[TaskView, DomainData]:
         """(TaskView, DomainData) of ``dataset:domain[subset]``."""

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 
+from tlbench.grid.domains import resolve_subset
 from tlbench.grid.options import check_value, resolve_options
 from tlbench.plugin.contracts import Dataset
-from tlbench.plugin.errors import UserError, unknown
+from tlbench.plugin.errors import UserError, first_line, unknown
 
 GLOBAL_DATASET_KEYS = ("data_root", "download")
 
@@ -49,10 +50,7 @@ def domains_of(registry, name: str, options: dict, built: dict) -> tuple[str, ..
         return tuple(domains)
     if not reads_disk and ("domains" not in entry.meta or domains is not None):
         return None
-    key = dataset_key(name, options)
-    if key not in built:
-        built[key] = build_dataset(entry, options)
-    found = tuple(getattr(built[key], "domains", ()) or domains or ())
+    found = tuple(getattr(built_dataset(registry, name, options, built), "domains", ()) or domains or ())
     if not found:
         raise UserError(f"dataset {name!r} found no domains with options {options}")
     return found
@@ -65,25 +63,30 @@ def check_domain(registry, name: str, domain: str, options: dict, built: dict) -
         raise unknown("domain", domain, domains, f" of dataset {name!r}")
 
 
-def _built(registry, name: str, options: dict, built: dict):
+def built_dataset(registry, name: str, options: dict, built: dict):
+    """Dataset ``name`` built with ``options`` once per ``built`` cache (keyed by ``dataset_key``);
+    a constructor that raises anything but a UserError becomes a one-line UserError."""
     key = dataset_key(name, options)
     if key not in built:
-        built[key] = build_dataset(registry.get("datasets", name), options)
+        try:
+            built[key] = build_dataset(registry.get("datasets", name), options)
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a plugin's constructor may raise anything
+            raise UserError(f"dataset {name!r} with options {options} cannot be built: {first_line(exc)}") from None
     return built[key]
 
 
 def label_space(registry, ref, options: dict, built: dict, role: str = "domain") -> tuple[str, tuple[str, ...], tuple[int, ...] | None]:
     """(label-space id, effective class names, indices into the dataset's ``classes`` or None
     for all of them in order) of a DomainRef: its class subset, or the classes its domain has."""
-    from tlbench.grid.domains import resolve_subset
-
     entry = registry.get("datasets", ref.dataset)
     meta = entry.meta
     classes = tuple(str(c) for c in meta["classes"]) if meta.get("classes") else None
     per_domain = None
     overrides = isinstance(entry.obj, type) and entry.obj.domain_classes is not Dataset.domain_classes
     if classes is None or overrides:
-        dataset = _built(registry, ref.dataset, options, built)
+        dataset = built_dataset(registry, ref.dataset, options, built)
         classes = tuple(str(c) for c in dataset.classes) or classes
         per_domain = dataset.domain_classes(ref.domain) if overrides else None
     if classes is None:

@@ -21,7 +21,6 @@ from tlbench.plugin.errors import UserError
 
 PRETRAINED = "pretrained"
 DOMAIN_ADAPTATION, TASK_TRANSFER, PRETRAINED_KIND = "domain-adaptation", "task-transfer", "pretrained"
-KINDS = (DOMAIN_ADAPTATION, TASK_TRANSFER, PRETRAINED_KIND)
 _PATTERN = re.compile(r"^(?P<dataset>[^:\[\]]+):(?P<domain>[^:\[\]]+)(\[(?P<subset>[^\[\]]*)\])?$")
 
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import json
 
-from tlbench.plugin.errors import UserError
+from tlbench.grid.dataset_options import built_dataset
+from tlbench.grid.domains import dataset_name
+from tlbench.plugin.errors import UserError, first_line
 from tlbench.plugin.registry import SINGULAR
 
 # (factory, name, options json, input shape) -> None (passed) or the UserError message
@@ -35,12 +37,6 @@ def check_grid(config: dict, registry, specs, built: dict | None = None) -> None
 
 
 # -- 1. option tables for plugins the grid does not use ------------------------------------------
-
-def _dataset_of(value: str) -> str | None:
-    if not isinstance(value, str) or ":" not in value:
-        return None  # e.g. a `pretrained` source: no dataset
-    return value.split(":", 1)[0].strip() or None
-
 
 def _routed_names(config: dict, registry) -> list[tuple[str, str, str]]:
     """(kind, name, first option key) for every ``[set.*]`` table, routed as expand routes them."""
@@ -64,7 +60,7 @@ def check_set_tables_are_used(config: dict, registry, specs) -> None:
         "backbones": {s.backbone for s in specs},
         "strategies": {s.strategy for s in specs},
         "adaptation_losses": {s.loss for s in specs},
-        "datasets": {d for s in specs for d in (_dataset_of(s.source), _dataset_of(s.target)) if d},
+        "datasets": {d for s in specs for d in (dataset_name(s.source), dataset_name(s.target)) if d},
     }
     for kind, name, key in _routed_names(config, registry):
         if name in used[kind]:
@@ -84,20 +80,6 @@ def check_set_tables_are_used(config: dict, registry, specs) -> None:
 
 # -- 2. the backbone dry run ----------------------------------------------------------------------
 
-def _dataset(registry, name: str, options: dict, built: dict):
-    from tlbench.grid.dataset_options import build_dataset, dataset_key
-
-    key = dataset_key(name, options)
-    if key not in built:
-        try:
-            built[key] = build_dataset(registry.get("datasets", name), options)
-        except UserError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a plugin's constructor may raise anything
-            raise UserError(f"dataset {name!r} with options {options} cannot be built: {_first_line(exc)}") from None
-    return built[key]
-
-
 def dry_run_backbones(registry, specs, built: dict | None = None) -> None:
     """Build every distinct backbone configuration of ``specs`` once and check its contract."""
     from tlbench.training.data import backbone_input_shape
@@ -105,23 +87,23 @@ def dry_run_backbones(registry, specs, built: dict | None = None) -> None:
     built = {} if built is None else built
     seen: set[tuple] = set()
     for spec in specs:
-        dataset_name = _dataset_of(spec.target)
-        if dataset_name is None:
+        target = dataset_name(spec.target)
+        if target is None:
             continue
         entry = registry.get("backbones", spec.backbone)
-        dataset = _dataset(registry, dataset_name, spec.options_of_dataset(dataset_name), built)
+        dataset = built_dataset(registry, target, spec.options_of_dataset(target), built)
         pre = getattr(dataset, "preprocessing", None)
         if pre is None or not hasattr(pre, "input_shape"):
             raise UserError(
-                f"dataset {dataset_name!r} has no `preprocessing` (a tlbench.plugin.contracts.Preprocessing); "
+                f"dataset {target!r} has no `preprocessing` (a tlbench.plugin.contracts.Preprocessing); "
                 "a dataset must set it in its constructor"
             )
         options = dict(spec.backbone_options)
         try:
             shape = tuple(int(d) for d in backbone_input_shape(pre, entry.meta, options))
         except (TypeError, ValueError) as exc:
-            raise UserError(f"cannot work out backbone {spec.backbone!r}'s input shape from dataset {dataset_name!r} "
-                            f"preprocessing {pre.input_shape!r}: {_first_line(exc)}") from None
+            raise UserError(f"cannot work out backbone {spec.backbone!r}'s input shape from dataset {target!r} "
+                            f"preprocessing {pre.input_shape!r}: {first_line(exc)}") from None
         key = (entry.obj, entry.name, json.dumps(options, sort_keys=True, default=str), shape)
         if key in seen:
             continue
@@ -135,11 +117,6 @@ def dry_run_backbones(registry, specs, built: dict | None = None) -> None:
 
 def _layout(modality: str) -> str:
     return "(batch, C, H, W)" if modality == "image" else "(batch, time, features)" if modality == "sequence" else "(batch, *input_shape)"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
 def _fixes(name: str, options: dict, shape: tuple, modality: str) -> str:
@@ -170,7 +147,7 @@ def _dry_run(entry, options: dict, shape: tuple, modality: str, target: str) -> 
         except UserError:
             raise
         except Exception as exc:  # noqa: BLE001 - a plugin's factory may raise anything
-            return f"backbone {name!r} with options {options} cannot be built {where}: {_first_line(exc)}"
+            return f"backbone {name!r} with options {options} cannot be built {where}: {first_line(exc)}"
         if not isinstance(module, nn.Module):
             return (f"backbone {name!r} factory returned {type(module).__name__}, not an nn.Module; a backbone factory "
                     "must return an nn.Module with an integer `out_features`")
@@ -186,7 +163,7 @@ def _dry_run(entry, options: dict, shape: tuple, modality: str, target: str) -> 
         except UserError:
             raise
         except Exception as exc:  # noqa: BLE001
-            return (f"backbone {name!r} failed on a two-example batch {where}: {_first_line(exc)}; "
+            return (f"backbone {name!r} failed on a two-example batch {where}: {first_line(exc)}; "
                     f"{contract}{_fixes(name, options, shape, modality)}")
         if not isinstance(out, torch.Tensor):
             return f"backbone {name!r} returned {type(out).__name__}, not a tensor, {where}; {contract}"

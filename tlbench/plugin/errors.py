@@ -43,3 +43,9 @@ def with_plugin_hints(exc: UserError, broken) -> UserError:
         return exc
     names = ", ".join(f"{b['plugin']} ({_short(b['error'], 80)})" for b in broken)
     return UserError(f"{message}; it may come from a plugin that failed to load: {names}; see `tlbench plugins`")
+
+
+def first_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (at most 200 characters of it) for a one-line error."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__

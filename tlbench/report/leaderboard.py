@@ -18,7 +18,9 @@ from tlbench.report.stats import intervals_overlap, summarize
 
 BASELINE = "scratch"
 CONTROL = "control"  # the adaptation loop without its adaptation term (tlbench_plugins.losses.control)
-KIND_ORDER = {"domain-adaptation": 0, "task-transfer": 1, "pretrained": 2}  # tables grouped by transfer kind
+# Tables grouped by transfer kind (tlbench.grid.domains' names, spelled here so reading results
+# never imports the grid package and, through it, torch).
+KIND_ORDER = {"domain-adaptation": 0, "task-transfer": 1, "pretrained": 2}
 SOURCE_ONLY = "none"  # no adaptation loss: at --shots 0 the source model as it is
 GROUP_KEYS = ("backbone", "strategy", "loss", "shots")
 ROW_KEYS = ("source", "target") + GROUP_KEYS + ("model_selection",)

@@ -10,7 +10,7 @@ batches of the training mix; ``batch_statistics_accuracy`` measures the gap.
 from __future__ import annotations
 
 import copy
-from typing import Callable, Iterable
+from typing import Iterable
 
 import torch
 from torch import nn
@@ -81,8 +81,3 @@ def batch_statistics_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor
             offset += len(xb)
         correct += int((probe(batch)[: len(xb)].argmax(1) == yb).sum())
     return correct / max(1, len(y))
-
-
-def draw(next_batch: Callable[[], torch.Tensor], count: int) -> list[torch.Tensor]:
-    """``count`` batches from ``next_batch``."""
-    return [next_batch() for _ in range(count)]

@@ -32,7 +32,7 @@ class TrainStats:
     phases: list[dict] = field(default_factory=list)
     last_terms: dict[str, float] = field(default_factory=dict)
     lr_groups: list[dict] = field(default_factory=list)  # each phase's optimizer groups' declared rates
-    loss_trace: list | None = field(default_factory=list)  # [step, total loss] at ~20 points
+    loss_trace: list = field(default_factory=list)  # [step, total loss] at ~20 points
     bn_recalibration: dict | None = None
     # which inputs the stored BatchNorm statistics describe: "source", "target_labeled", "target_unlabeled"
     bn_inputs: list[str] = field(default_factory=lambda: ["source"])
@@ -135,7 +135,7 @@ def fit(model: nn.Module, phases: list[Phase], objective: Objective, extra_param
             done += 1
             steps_run += 1
             stats.last_terms = {k: float(v.detach()) for k, v in terms.items()}
-            if stats.loss_trace is not None and (done % max(1, total_steps // 20) == 0 or done == total_steps):
+            if done % max(1, total_steps // 20) == 0 or done == total_steps:
                 stats.loss_trace.append([done, round(float(loss.detach()), 5)])
             if selector is not None:
                 selector.after_step(model, done)
