@@ -4,9 +4,9 @@
 
 Cells are matched by (backbone, source, target, strategy, loss, shots); each side's cell mean over
 seeds is ranked and Kendall's tau (scipy) between the two rankings is reported, with per-cell
-figures: accuracy at both budgets, whether the base run's training loss had flattened (mean of
-the last quarter of its loss trace within 10% of the quarter before, or below 0.05), and whether
-it sits at chance (within 5 points of 1 / number of classes).
+figures: accuracy at both budgets, whether the base run's supervised training loss had flattened
+(tlbench.training.convergence: the last quarter of the run added at most 10% of its decrease, on
+window means; or the loss is below 0.05), and whether it sits at chance (within 5 points of 1 / number of classes).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from scipy.stats import kendalltau
+
+from tlbench.training.convergence import has_flattened, supervised_trace
 
 KEY = ("backbone", "source", "target", "strategy", "loss", "shots")
 
@@ -33,14 +35,9 @@ def cells(runs: Path) -> dict[tuple, list[dict]]:
     return out
 
 
-def flattened(trace: list | None) -> bool | None:
-    """Has the loss stopped falling: last quarter's mean within 10% of the previous quarter's?"""
-    if not trace or len(trace) < 8:
-        return None
-    losses = [v for _, v in trace]
-    q = len(losses) // 4
-    last, before = statistics.mean(losses[-q:]), statistics.mean(losses[-2 * q : -q])
-    return last < 0.05 or abs(last - before) <= 0.1 * max(before, 1e-9)
+def flattened(result: dict) -> bool | None:
+    """Has the run's supervised training loss plateaued (tlbench.training.convergence)?"""
+    return has_flattened(supervised_trace(result.get("term_trace"), result.get("loss_trace")))
 
 
 def main(argv=None) -> int:
@@ -61,7 +58,7 @@ def main(argv=None) -> int:
     chance = 1.0 / args.classes
     rows, flat_all, at_chance = [], [], []
     for cell, x, y in zip(common, a, b):
-        flat = [flattened(r.get("loss_trace")) for r in base[cell]]
+        flat = [flattened(r) for r in base[cell]]
         flat_all += [f for f in flat if f is not None]
         near = abs(x - chance) <= 0.05
         at_chance.append(near)

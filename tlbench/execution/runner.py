@@ -28,6 +28,7 @@ from tlbench.utils.timing import median_ms
 from tlbench.training.batchnorm import batch_statistics_accuracy
 from tlbench.training.loop import accuracy, predict_logits, pretrain_source, synchronize, transfer
 from tlbench.training.optim import recipe_of, transfer_recipe
+from tlbench.training.convergence import has_flattened, supervised_trace
 
 LATENCY_BATCH = 64
 
@@ -289,6 +290,8 @@ class Runner:
             "transfer_recipe": ctx.recipe,
             "lr_groups": stats.lr_groups,
             "loss_trace": stats.loss_trace,
+            "term_trace": stats.term_trace,
+            "training_flattened": has_flattened(supervised_trace(stats.term_trace, stats.loss_trace)),
             "bn_recalibration": stats.bn_recalibration,
             "train_seconds": round(stats.seconds, 4),
             "train_samples_per_s": round(stats.samples_per_s, 1),

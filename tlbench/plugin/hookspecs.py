@@ -52,3 +52,19 @@ def register_executors(register):
     :class:`tlbench.execution.Executor` subclass that runs tasks (source pretraining, grid cells)
     somewhere: in this process, in worker processes, on a cluster. ``cls.options`` names the
     settings it accepts (``workers``, ``devices``, ``ray_address``, ``threads``)."""
+
+
+@hookspec
+def register_validators(register):
+    """Register model-selection validators: ``register(name, cls)`` with ``cls`` a
+    :class:`tlbench.plugin.validator.Validator` subclass that scores a trained model from what is
+    legitimately available (held-out labeled source data, unlabeled target training data) and
+    says whether higher is better. Used to pick checkpoints and search trials."""
+
+
+@hookspec
+def register_estimators(register):
+    """Register transferability estimators: ``register(name, cls)`` with ``cls`` a
+    :class:`tlbench.plugin.estimator.Estimator` subclass that scores a model's target features
+    (and, where needed, its source predictions) against target training labels before any
+    fine-tuning; higher means the model should transfer better."""

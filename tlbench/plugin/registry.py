@@ -8,13 +8,15 @@ from typing import Any, Callable
 
 from tlbench.plugin.errors import PluginError, unknown
 
-KINDS = ("backbones", "datasets", "strategies", "adaptation_losses", "executors")
+KINDS = ("backbones", "datasets", "strategies", "adaptation_losses", "executors", "validators", "estimators")
 SINGULAR = {
     "backbones": "backbone",
     "datasets": "dataset",
     "strategies": "strategy",
     "adaptation_losses": "adaptation loss",
     "executors": "executor",
+    "validators": "validator",
+    "estimators": "estimator",
 }
 
 
@@ -74,7 +76,7 @@ class Registry:
         """Validate and add one entry; a duplicate name names both plugins."""
         if not isinstance(name, str) or not name or any(c in name for c in " ,:="):
             raise PluginError(f"{provenance.label()}: invalid {SINGULAR[kind]} name {name!r}")
-        if kind in ("strategies", "adaptation_losses", "executors") and not inspect.isclass(obj):
+        if kind in ("strategies", "adaptation_losses", "executors", "validators", "estimators") and not inspect.isclass(obj):
             raise PluginError(f"{provenance.label()}: {SINGULAR[kind]} {name!r} must be a class, not {obj!r}")
         if not callable(obj):
             raise PluginError(f"{provenance.label()}: {SINGULAR[kind]} {name!r} must be a factory or class")

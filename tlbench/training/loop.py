@@ -32,7 +32,11 @@ class TrainStats:
     phases: list[dict] = field(default_factory=list)
     last_terms: dict[str, float] = field(default_factory=dict)
     lr_groups: list[dict] = field(default_factory=list)  # each phase's optimizer groups' declared rates
-    loss_trace: list = field(default_factory=list)  # [step, total loss] at ~20 points
+    # [step, mean total loss over the steps since the previous point] at ~20 points, and the same
+    # window means per loss term (source_ce, target_ce, adaptation, ...): single batches are too noisy
+    # to tell whether training has flattened.
+    loss_trace: list = field(default_factory=list)
+    term_trace: dict[str, list] = field(default_factory=dict)
     bn_recalibration: dict | None = None
     # which inputs the stored BatchNorm statistics describe: "source", "target_labeled", "target_unlabeled"
     bn_inputs: list[str] = field(default_factory=lambda: ["source"])
@@ -40,6 +44,30 @@ class TrainStats:
     @property
     def samples_per_s(self) -> float:
         return self.samples / self.seconds if self.seconds > 0 else 0.0
+
+
+class _TraceWindow:
+    """Sums each loss term over the steps since the last trace point (kept on the device until
+    recorded, so no per-step host synchronisation)."""
+
+    def __init__(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps = 0
+
+    def add(self, terms: dict[str, torch.Tensor]) -> None:
+        for key, value in terms.items():
+            value = value.detach().float()
+            self.sums[key] = self.sums[key] + value if key in self.sums else value
+        self.steps += 1
+
+    def record(self, step: int, stats: TrainStats) -> None:
+        if not self.steps:
+            return
+        means = {k: float(v) / self.steps for k, v in self.sums.items()}
+        stats.loss_trace.append([step, round(sum(means.values()), 5)])
+        for key, value in means.items():
+            stats.term_trace.setdefault(key, []).append([step, round(value, 5)])
+        self.sums, self.steps = {}, 0
 
 
 def synchronize(device) -> None:
@@ -96,6 +124,7 @@ def fit(model: nn.Module, phases: list[Phase], objective: Objective, extra_param
     scaler = speed.grad_scaler() if speed is not None else None
     synchronize(device)
     start = time.perf_counter()
+    window = _TraceWindow()
     for phase in phases:
         trainable = {id(p) for group in phase.param_groups for p in group["params"]}
         for p in model.parameters():
@@ -135,8 +164,9 @@ def fit(model: nn.Module, phases: list[Phase], objective: Objective, extra_param
             done += 1
             steps_run += 1
             stats.last_terms = {k: float(v.detach()) for k, v in terms.items()}
+            window.add(terms)
             if done % max(1, total_steps // 20) == 0 or done == total_steps:
-                stats.loss_trace.append([done, round(float(loss.detach()), 5)])
+                window.record(done, stats)
             if selector is not None:
                 selector.after_step(model, done)
         synchronize(device)
