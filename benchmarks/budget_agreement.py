@@ -40,6 +40,18 @@ def flattened(result: dict) -> bool | None:
     return has_flattened(supervised_trace(result.get("term_trace"), result.get("loss_trace")))
 
 
+def last_quarter_drop(result: dict) -> float | None:
+    """Relative fall of the supervised loss from the third quarter's mean to the last quarter's
+    (0.2 = still 20% lower at the end): a stricter reading than the plateau test for losses that
+    approach zero slowly."""
+    values = supervised_trace(result.get("term_trace"), result.get("loss_trace"))
+    if len(values) < 8:
+        return None
+    q = len(values) // 4
+    last, before = statistics.mean(values[-q:]), statistics.mean(values[-2 * q:-q])
+    return (before - last) / before if before > 0 else 0.0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("base", type=Path)
@@ -62,14 +74,16 @@ def main(argv=None) -> int:
         flat_all += [f for f in flat if f is not None]
         near = abs(x - chance) <= 0.05
         at_chance.append(near)
+        drops = [d for d in (last_quarter_drop(r) for r in base[cell]) if d is not None]
+        drop = f"{100 * max(drops):.0f}%" if drops else "-"
         rows.append(f"| {' | '.join(str(v) for v in cell)} | {100 * x:.1f} | {100 * y:.1f} | "
-                    f"{'yes' if all(flat) else 'NO'} | {'AT CHANCE' if near else 'no'} |")
+                    f"{'yes' if all(flat) else 'NO'} | {drop} | {'AT CHANCE' if near else 'no'} |")
     lines = [
         f"Kendall tau over {len(common)} cell means, {args.base} vs {args.bigger}: **{tau:.3f}**",
         f"Training loss flattened in {sum(flat_all)}/{len(flat_all)} base runs; cells at chance: {sum(at_chance)}.",
         "",
-        "| " + " | ".join(KEY) + " | base acc % | bigger acc % | loss flattened | at chance |",
-        "|" + "---|" * (len(KEY) + 4),
+        "| " + " | ".join(KEY) + " | base acc % | bigger acc % | loss flattened | last-quarter fall | at chance |",
+        "|" + "---|" * (len(KEY) + 5),
         *rows,
     ]
     text = "\n".join(lines) + "\n"
