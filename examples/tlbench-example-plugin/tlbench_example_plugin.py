@@ -1,14 +1,18 @@
 """Example third-party tlbench plugin covering every plugin kind: the `tinymlp` backbone, the
-`stripes` dataset, the `top-stage` strategy, the `meanmatch` loss and the `in-order` executor."""
+`stripes` dataset, the `top-stage` strategy, the `meanmatch` loss, the `in-order` executor, the
+`spread-ratio` transferability estimator and the `top2-margin` validator."""
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
 from tlbench import hookimpl
 from tlbench.execution import Executor, worker
 from tlbench.plugin.contracts import IMAGE, AdaptationLoss, Dataset, DomainData, Phase, Preprocessing, Split, Strategy
+from tlbench.plugin.estimator import Estimator
+from tlbench.plugin.validator import TARGET, Validator
 from tlbench.training.stages import backbone_stages
 
 
@@ -87,6 +91,44 @@ class InOrder(Executor):
     def run_tasks(self, tasks):
         for task in tasks:
             yield task, worker.execute(task, self.config)
+
+
+class SpreadRatio(Estimator):
+    """How far apart the class means of the target features lie compared with the spread of
+    the features around their own class mean (traces of the two scatter matrices)."""
+
+    defaults = {"eps": 1e-9}
+
+    def score(self, features, labels, source_probs=None):
+        overall = features.mean(0)
+        between = within = 0.0
+        for label in np.unique(labels):
+            members = features[labels == label]
+            centre = members.mean(0)
+            between += len(members) * float(((centre - overall) ** 2).sum())
+            within += float(((members - centre) ** 2).sum())
+        return between / (within + self.hparams["eps"])
+
+
+class Top2Margin(Validator):
+    """Mean gap between the two most probable classes on the unlabeled target inputs: a wide
+    gap reads as a confident model (higher is better)."""
+
+    needs = (TARGET,)
+
+    def score(self, inputs):
+        top2 = inputs.target_logits.float().softmax(1).topk(2, dim=1).values
+        return float((top2[:, 0] - top2[:, 1]).mean())
+
+
+@hookimpl
+def register_estimators(register):
+    register("spread-ratio", SpreadRatio)
+
+
+@hookimpl
+def register_validators(register):
+    register("top2-margin", Top2Margin)
 
 
 @hookimpl

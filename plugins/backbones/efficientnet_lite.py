@@ -83,7 +83,8 @@ class EfficientNetLite0(nn.Module):
     """EfficientNet-Lite0 feature extractor (1280 features) for inputs of ``input_shape``.
 
     ``_fc`` (the 1000-class ImageNet head) is kept so the shipped state dict loads strictly
-    and ``imagenet_logits`` works; ``forward`` returns pooled features only.
+    and ``pretrained_logits`` works (the core's name for a pretrained classifier's logits:
+    transferability estimators such as LEEP read them); ``forward`` returns pooled features only.
     """
 
     def __init__(self, input_shape):
@@ -113,9 +114,11 @@ class EfficientNetLite0(nn.Module):
         x = self.act(self._bn1(self._conv_head(x)))
         return self.pool(x).flatten(1)
 
-    def imagenet_logits(self, x):
+    def pretrained_logits(self, x):
         """The 1000 ImageNet-class logits of the original network."""
         return self._fc(self.forward(x))
+
+    imagenet_logits = pretrained_logits  # the older, plainer name
 
 
 def shipped_weights_path() -> Path:

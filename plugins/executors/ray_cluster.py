@@ -4,6 +4,11 @@
 filesystem every node sees); without it a local instance with ``--workers`` CPUs is started and
 stopped again. Each task reserves ``--threads`` CPUs (and one GPU when the cluster has GPUs).
 Needs the optional extra: ``pip install 'tlbench[ray]'``.
+
+Workers import the installed ``tlbench`` and plugin packages whatever folder the grid is
+launched from (see ``ray_support``); joining a cluster that does not answer fails on one line
+within a bounded time; a task whose worker dies is retried once, on a new worker, before its
+cell is recorded as failed; a failing task is reported by the exception raised in the worker.
 """
 
 from __future__ import annotations
@@ -15,10 +20,15 @@ from tlbench import hookimpl
 from tlbench.execution import worker
 from tlbench.plugin.errors import UserError
 from tlbench.execution import Executor, default_threads
+from tlbench_plugins.executors import ray_support
+
+SYSTEM_RETRIES = 1  # a task whose worker process dies runs once more; its own exceptions do not
 
 
 def _run_remote(task, config):
-    return worker.execute(task, config)
+    import ray
+
+    return {**worker.execute(task, config), "ray_node": ray.get_runtime_context().get_node_id()}
 
 
 class RayExecutor(Executor):
@@ -41,21 +51,25 @@ class RayExecutor(Executor):
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         self.ray = ray
         self.address = settings.ray_address
-        try:
-            if self.address:
-                ray.init(address=self.address, log_to_driver=False, configure_logging=False)
-            else:
-                self.workers = settings.workers or max(1, os.cpu_count() or 1)
-                ray.init(num_cpus=self.workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise UserError(f"cannot reach Ray at {self.address or 'a new local instance'}: {str(exc).splitlines()[0]}") from None
+        self.nodes: set[str] = set()
+        self.tasks_done = 0
+        quiet = dict(log_to_driver=False, configure_logging=False, runtime_env=ray_support.runtime_env())
+        if self.address:
+            ray_support.init_cluster(ray, self.address, **quiet)
+        else:
+            self.workers = settings.workers or max(1, os.cpu_count() or 1)
+            try:
+                ray.init(num_cpus=self.workers, include_dashboard=False, **quiet)
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                raise UserError(f"cannot start a local Ray instance: {ray_support.first_line(exc)}") from None
         resources = ray.cluster_resources()
         self.gpus = int(resources.get("GPU", 0))
         cpus = int(resources.get("CPU", 1))
         threads = settings.threads or (default_threads(settings.workers or cpus) if not self.address else 1)
         self.threads = max(1, min(threads, cpus))
         self.config = replace(config, device="cuda" if self.gpus else "cpu", threads=self.threads)
-        self.remote = ray.remote(_run_remote).options(num_cpus=self.threads, num_gpus=1 if self.gpus else 0, max_retries=0)
+        self.remote = ray.remote(_run_remote).options(num_cpus=self.threads, num_gpus=1 if self.gpus else 0,
+                                                       max_retries=SYSTEM_RETRIES, retry_exceptions=False)
 
     def describe(self) -> str:
         where = f"Ray cluster {self.address}" if self.address else "a local Ray instance"
@@ -72,8 +86,11 @@ class RayExecutor(Executor):
                     task = pending.pop(ref)
                     try:
                         outcome = ray.get(ref)
-                    except Exception as exc:  # the task's worker died or the cluster lost it
-                        outcome = {"status": "crashed", "error": f"Ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"}
+                    except Exception as exc:  # raised outside the runner, or the worker died twice
+                        error, details = ray_support.describe_failure(exc)
+                        outcome = {"status": "crashed", "error": error, "traceback": details}
+                    self.tasks_done += 1
+                    self.nodes.add(outcome.get("ray_node") or "?")
                     yield task, outcome
         except BaseException:
             for ref in pending:
@@ -81,6 +98,9 @@ class RayExecutor(Executor):
             raise
 
     def close(self) -> None:
+        nodes = len(self.nodes - {"?"})
+        if self.tasks_done and nodes:
+            self.log(f"Ray ran {self.tasks_done} tasks on {nodes} Ray node{'s' if nodes > 1 else ''}")
         self.ray.shutdown()
 
 

@@ -16,7 +16,7 @@ from tlbench.plugin.contracts import AdaptationLoss
 from .dann import domain_discriminator
 from .entropy import prediction_entropy
 from .grl import dann_schedule, reverse_gradient
-from .recipe import UDA_RECIPE
+from .recipe import RECIPE_SPACE, UDA_RECIPE, weight_space
 
 
 def multilinear_map(features: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
@@ -35,6 +35,7 @@ class CDAN(AdaptationLoss):
     """Conditional adversarial loss on f ⊗ softmax(logits) through gradient reversal."""
 
     defaults = {"weight": 1.0, "hidden": 256, "gamma": 10.0, "entropy_conditioning": True, "max_map_dim": 4096, **UDA_RECIPE}
+    search_space = {**weight_space(0.1, 10.0), **RECIPE_SPACE}
 
     def setup(self, feature_dim, num_classes, ctx):
         self.map_dim = feature_dim * num_classes

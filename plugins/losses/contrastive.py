@@ -10,7 +10,7 @@ from torch import nn
 from tlbench import hookimpl
 from tlbench.plugin.contracts import AdaptationLoss
 
-from .recipe import UDA_RECIPE
+from .recipe import RECIPE_SPACE, UDA_RECIPE, weight_space
 
 
 def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
@@ -28,6 +28,7 @@ class Contrastive(AdaptationLoss):
     """InfoNCE between two random views, through a 2-layer projection head."""
 
     defaults = {"weight": 0.1, "temperature": 0.2, "projection_dim": 64, "include_source": True, **UDA_RECIPE}
+    search_space = {**weight_space(0.01, 1.0), **RECIPE_SPACE}
 
     def setup(self, feature_dim, num_classes, ctx):
         dim = int(self.hparams["projection_dim"])

@@ -10,13 +10,14 @@ extra source training.
 from tlbench import hookimpl
 from tlbench.plugin.contracts import AdaptationLoss
 
-from .recipe import UDA_RECIPE
+from .recipe import RECIPE_SPACE, UDA_RECIPE
 
 
 class Control(AdaptationLoss):
     """Feeds the adaptation mix, returns no term."""
 
     defaults = {**UDA_RECIPE}
+    search_space = dict(RECIPE_SPACE)  # the same learning-rate range as the losses it controls for
 
     def forward(self, batch):
         return None

@@ -5,7 +5,7 @@ import torch
 from tlbench import hookimpl
 from tlbench.plugin.contracts import AdaptationLoss
 
-from .recipe import UDA_RECIPE
+from .recipe import RECIPE_SPACE, UDA_RECIPE, weight_space
 
 
 def covariance(x: torch.Tensor) -> torch.Tensor:
@@ -28,6 +28,7 @@ class CORAL(AdaptationLoss):
     weight is 100; chosen on uci -> mnist, see results/adaptation/README.md."""
 
     defaults = {"weight": 100.0, **UDA_RECIPE}
+    search_space = {**weight_space(1.0, 1000.0), **RECIPE_SPACE}
 
     def forward(self, batch):
         return coral(batch.source_features, batch.target_features)

@@ -13,7 +13,7 @@ from tlbench import hookimpl
 from tlbench.plugin.contracts import AdaptationLoss
 
 from .grl import dann_schedule, reverse_gradient
-from .recipe import UDA_RECIPE
+from .recipe import RECIPE_SPACE, UDA_RECIPE, weight_space
 
 
 def domain_discriminator(in_features: int, hidden: int) -> nn.Module:
@@ -37,6 +37,7 @@ class DANN(AdaptationLoss):
     """Adversarial domain confusion through gradient reversal with the usual lambda ramp."""
 
     defaults = {"weight": 1.0, "hidden": 256, "gamma": 10.0, **UDA_RECIPE}
+    search_space = {**weight_space(0.1, 10.0), **RECIPE_SPACE}
 
     def setup(self, feature_dim, num_classes, ctx):
         self.discriminator = domain_discriminator(feature_dim, int(self.hparams["hidden"]))

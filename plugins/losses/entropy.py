@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from tlbench import hookimpl
 from tlbench.plugin.contracts import AdaptationLoss
 
-from .recipe import UDA_RECIPE
+from .recipe import RECIPE_SPACE, UDA_RECIPE, weight_space
 
 
 def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -29,6 +29,7 @@ class EntropyMinimisation(AdaptationLoss):
     # diversity 1.0: plain entropy minimisation collapsed classes on the validation pair
     # (uci -> mnist: 14.6% vs 24.0% source-only; with diversity 1.0: 25.1%).
     defaults = {"weight": 0.1, "diversity": 1.0, **UDA_RECIPE}
+    search_space = {**weight_space(0.01, 1.0), "diversity": {"low": 0.1, "high": 10.0, "log": True}, **RECIPE_SPACE}
 
     def forward(self, batch):
         loss = prediction_entropy(batch.target_logits).mean()

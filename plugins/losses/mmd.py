@@ -6,7 +6,7 @@ import torch
 from tlbench import hookimpl
 from tlbench.plugin.contracts import AdaptationLoss
 
-from .recipe import UDA_RECIPE
+from .recipe import RECIPE_SPACE, UDA_RECIPE, weight_space
 
 
 def squared_distances(z: torch.Tensor) -> torch.Tensor:
@@ -49,6 +49,7 @@ class MKMMD(AdaptationLoss):
     """Multi-kernel MMD on the backbone features (bandwidth 0 = mean-distance heuristic)."""
 
     defaults = {"weight": 1.0, "kernel_num": 5, "kernel_mul": 2.0, "bandwidth": 0.0, **UDA_RECIPE}
+    search_space = {**weight_space(0.1, 10.0), **RECIPE_SPACE}
 
     def forward(self, batch):
         h = self.hparams

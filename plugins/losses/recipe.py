@@ -19,3 +19,12 @@ UDA_RECIPE = {
     "schedule_gamma": 10.0,
     "schedule_power": 0.75,
 }
+
+# Where a search (tlbench run --search N) looks around that recipe: the learning rate over two
+# decades centred on the validated 0.001, log-uniform. Each loss adds its own weight's range.
+RECIPE_SPACE = {"lr": {"low": 1e-4, "high": 1e-2, "log": True}}
+
+
+def weight_space(low: float, high: float) -> dict:
+    """A log-uniform search range for a loss's ``weight``."""
+    return {"weight": {"low": low, "high": high, "log": True}}

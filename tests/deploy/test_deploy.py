@@ -142,6 +142,7 @@ def test_run_records_int8_fields_and_saves_weights(digits_run):
     assert result["ort_settings"]["intra_op_num_threads"] >= 1
     assert result["ort_provider"] == "CPUExecutionProvider"
     assert result["speed"]["amp"] is False and result["speed"]["device"] == "cpu"
+    assert {"export", "verify", "int8", "ort_latency", "torch_latency", "reference"} <= set(result["deploy_seconds"])
     state = torch.load(run_dir / "model.pt", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
 
@@ -273,3 +274,25 @@ def test_host_tensor_and_loader_serve_batches():
     assert isinstance(train.x, HostTensor) and isinstance(val.x, HostTensor)
     assert len(train) == 7 and len(val) == 3
     assert all(torch.equal(part.x.cpu(), x[part.y]) for part in (train, val))
+
+
+def test_predict_warns_on_an_inverted_digit_not_on_a_test_digit(registry, digits_run, tmp_path):
+    _, run_dir = digits_run
+    meta = json.loads(make_session(run_dir / "model.onnx")[0].get_modelmeta().custom_metadata_map["tlbench.input_stats"])
+    assert meta["threshold"] > 0 and len(meta["center"]) == 2  # one channel: its mean and its std
+    digits = registry.get("datasets", "digits").obj()
+    test, pre = digits.load("uci").test, digits.preprocessing
+    paths = {}
+    for i in range(3):  # as 8-bit images, the way a user's files arrive
+        raw = (test.x[i, 0] * pre.std[0] + pre.mean[0]).clamp(0, 1)
+        for kind, pixels in (("plain", raw), ("inverted", 1 - raw)):
+            paths.setdefault(kind, []).append(tmp_path / f"{kind}{i}.png")
+            Image.fromarray((pixels * 255).round().to(torch.uint8).numpy(), mode="L").save(paths[kind][-1])
+    for model in ("model.onnx", "model.int8.onnx"):  # the statistics travel into the INT8 model too
+        done = run_cli("predict", run_dir / model, *paths["plain"], *paths["inverted"], "--json")
+        assert done.returncode == 0, done.stderr
+        answers = json.loads(done.stdout)
+        assert len(answers) == 6 and all(a["top"] for a in answers)  # still predicts every input
+        warned = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+        assert len(warned) == 3 and all("inverted" in line and "unlike the training inputs" in line for line in warned)
+        assert [("warning" in a) for a in answers] == [False] * 3 + [True] * 3

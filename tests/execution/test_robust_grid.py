@@ -136,7 +136,7 @@ def test_ctrl_c_marks_cells_in_flight_and_says_how_to_resume(tmp_path):
     proc.send_signal(signal.SIGINT)
     out = proc.communicate(timeout=60)[0]
     assert proc.returncode == 130, out
-    assert "interrupted" in out and "to resume, rerun: tlbench" in out and "Traceback" not in out, out
+    assert "interrupted" in out and "to resume, rerun:\ntlbench " in out and "Traceback" not in out, out
     statuses = [v[0] for v in summary(tmp_path).values()]
     assert "interrupted" in statuses
     assert not list(tmp_path.glob("*/.claim"))

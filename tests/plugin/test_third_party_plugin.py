@@ -29,15 +29,19 @@ def test_pip_installed_plugin_is_discovered_and_runs(tmp_path):
     assert result["provenance"]["backbones"]["distribution"] == "tlbench-example-plugin"
     assert result["onnx_top1_agreement"] == 1.0
     # every other plugin kind the package registers: its own dataset, strategy and executor
-    for kind, name in (("datasets", "stripes"), ("strategies", "top-stage"), ("executors", "in-order")):
+    for kind, name in (("datasets", "stripes"), ("strategies", "top-stage"), ("executors", "in-order"),
+                       ("estimators", "spread-ratio"), ("validators", "top2-margin")):
         assert any(e["name"] == name and e["distribution"] == "tlbench-example-plugin" for e in listed[kind]), name
     own = tmp_path / "own"
     proc = run_cli("run", "--backbone", "tinymlp", "--source", "stripes:plain", "--target", "stripes:noisy",
                    "--strategy", "top-stage", "--loss", "meanmatch", "--shots", "3", "--executor", "in-order",
-                   "--results-dir", own, *FAST_TRAIN, env=env)
+                   "--set", "train.model_selection=top2-margin", "--results-dir", own, *FAST_TRAIN, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (result,) = read_results(own)
     assert result["status"] == "ok" and result["strategy"] == "top-stage" and result["target_classes"] == ["vertical", "horizontal"]
+    # its estimator scored the source model before training; its validator picked the checkpoint
+    assert result["transferability"]["scores"]["spread-ratio"] > 0 and result["model_selection"] == "top2-margin"
+    assert 0.0 <= result["validator_scores"]["top2-margin"] <= 1.0
     board = run_cli("leaderboard", own, "--format", "csv", "--columns", "acc,provenance", env=env)
     assert board.returncode == 0 and "top-stage" in board.stdout and "tlbench-example-plugin" in board.stdout
 

@@ -46,10 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor", metavar="NAME", help="where cells run: local (default), processes, ray")
     run.add_argument("--workers", metavar="N", help="worker processes (processes) or CPUs of a local Ray instance")
     run.add_argument("--devices", metavar="A,B", help="processes executor: one device per worker, e.g. cuda:0,cuda:1")
-    run.add_argument("--ray-address", metavar="auto|HOST:PORT", help="ray executor: join this cluster (default: a local instance)")
+    run.add_argument("--ray-address", metavar="auto|HOST:PORT", help="ray executor: join this cluster (default: a local instance); "
+                     "gives up after 30s without an answer (env TLBENCH_RAY_CONNECT_TIMEOUT)")
     run.add_argument("--threads", metavar="N", help="torch CPU threads per cell (default: cores / workers)")
     run.add_argument("--mlflow", nargs="?", const="", metavar="URI", help="log the runs to MLflow (default file:RESULTS/mlruns)")
+    from tlbench.deploy.verifiers import add_verify_argument
+
+    add_verify_argument(run)
     run.add_argument("--plugins-dir", action="append", default=[], metavar="DIR", dest="run_plugins_dir", help=argparse.SUPPRESS)
+    from tlbench.search.flags import add_board_flags, add_run_flags
+
+    add_run_flags(run)  # --search N, --select VALIDATOR
 
     plugins = sub.add_parser("plugins", help="list registered plugins, or show one plugin's options and defaults")
     plugins.add_argument("name", nargs="?", metavar="NAME", help="show this plugin: kind, provider, description, options with defaults")
@@ -64,9 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--columns", metavar="A,B", help="default, all, or keys: " + ", ".join(_column_keys()))
     board.add_argument("--export-all", metavar="OUTDIR", help="write leaderboard.{md,csv,json,html} and every plot to OUTDIR")
     board.add_argument("--mlflow", nargs="?", const="", metavar="URI", help="log the runs to MLflow (default file:DIR/mlruns)")
+    add_board_flags(board)  # --select VALIDATOR
     from tlbench.cli.deploy import add_deploy_parsers
 
     add_deploy_parsers(sub)
+    from tlbench.cli.rank import add_rank_parser
+
+    add_rank_parser(sub)
     return parser
 
 
@@ -101,12 +112,17 @@ def _flag_config(args) -> dict:
             config[key] = getattr(args, key)
     if args.download:
         config["download"] = True
+    from tlbench.search.flags import search_flag_config
+
+    config.update(search_flag_config(args))
     sets = parse_set(args.set)
     if "train" in sets:
         config["train"] = sets.pop("train")
     if sets:
         config["set"] = sets
-    return config
+    from tlbench.deploy.verifiers import apply_verify_flag
+
+    return apply_verify_flag(args, config)
 
 
 def cmd_run(args, registry) -> int:
@@ -152,7 +168,10 @@ def cmd_run(args, registry) -> int:
     plugins_dirs = list(args.plugins_dir) + list(args.run_plugins_dir or [])
     from tlbench.report.leaderboard import render
 
-    code = run_grid(specs, registry, results_dir, resolve_device(device), console, settings, plugins_dirs, render)
+    from tlbench.search.driver import run_search
+
+    run = lambda todo, show: run_grid(todo, registry, results_dir, resolve_device(device), console, settings, plugins_dirs, show)  # noqa: E731
+    code = run_search(config, registry, specs, run, render, log=console.print, select=args.select)
     if args.mlflow is not None:
         from tlbench.report.tracking import log_results_dir
 
@@ -180,6 +199,9 @@ def cmd_leaderboard(args, registry=None) -> int:
         store = check_tracking_uri(args.mlflow or None)
         check_output_dir(store or str(directory / "mlruns"), "--mlflow")
     results, skipped = scan_results(directory)
+    from tlbench.report.selection import annotate
+
+    results = annotate(results, args.select)  # search trials: which one --select picks per group and seed
     if skipped:
         path, why = skipped[0]
         summary = f"{len(skipped)} unreadable result.json file(s) under {str(directory)!r} (first: {str(path)!r}: {why})"
@@ -247,7 +269,7 @@ def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         registry = None
-        if args.command in ("run", "plugins", "export"):
+        if args.command in ("run", "plugins", "export", "rank"):
             from tlbench.plugin.discovery import check_allowlist, load_plugins
 
             dirs = list(args.plugins_dir) + list(getattr(args, "run_plugins_dir", []) or [])
@@ -258,9 +280,10 @@ def main(argv=None) -> int:
             _, registry = load_plugins(dirs)
         from tlbench.cli.deploy import cmd_export, cmd_predict
         from tlbench.cli.plugins_cmd import cmd_plugins
+        from tlbench.cli.rank import cmd_rank
 
         handler = {"run": cmd_run, "plugins": cmd_plugins, "leaderboard": cmd_leaderboard, "predict": cmd_predict,
-                   "export": cmd_export}[args.command]
+                   "export": cmd_export, "rank": cmd_rank}[args.command]
         code = handler(args, registry)
         sys.stdout.flush()
         return code

@@ -19,6 +19,8 @@ CLASS_FLAGS = {
     "adaptation_losses": ("needs_target_unlabeled", "uses_source_labels", "gradient_steps", "bn_statistics",
                           "needs_shared_labels"),
     "executors": ("options",),
+    "estimators": ("needs_source_predictions",),
+    "validators": ("higher_is_better", "needs", "reads_target_test_labels"),
 }
 META_SHOWN = ("modality", "domains", "num_classes", "classes", "label_space", "input_size", "in_channels")
 

@@ -8,12 +8,16 @@ Inputs:
   its height x width, scaled by ``scale`` (1/255 for 8-bit) and normalised with mean/std;
 - ``.npy`` arrays: model-ready inputs, already normalised, of the model's input shape (one
   example) or with a leading batch axis (several); sequence models accept any length T.
+
+When the model carries training-input statistics (``tlbench.input_stats``), every input far
+from them gets one warning line on stderr; it is still classified.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +36,16 @@ class Prediction:
     input: str
     labels: list[str]
     probabilities: list[float]
+    warning: str | None = None  # set when the input is far from the training inputs
 
     def as_dict(self) -> dict:
-        return {
+        out = {
             "input": self.input,
             "top": [{"label": l, "probability": p} for l, p in zip(self.labels, self.probabilities)],
         }
+        if self.warning:
+            out["warning"] = self.warning
+        return out
 
 
 def load_model(path):
@@ -158,12 +166,41 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def predict(model_path, inputs, top_k: int = 3) -> list[Prediction]:
-    """Top-``top_k`` labels and probabilities for every input."""
+def _training_stats(session) -> dict | None:
+    """The model's training-input statistics, or None (older models, malformed entries)."""
+    from tlbench.deploy.input_stats import STATS_KEY
+
+    raw = session.get_modelmeta().custom_metadata_map.get(STATS_KEY)
+    try:
+        stats = json.loads(raw) if raw else None
+        return stats if stats and float(stats["threshold"]) > 0 and len(stats["center"]) == len(stats["scale"]) else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _far_warning(input_name: str, batch: np.ndarray, stats: dict | None) -> str | None:
+    from tlbench.deploy.input_stats import distance, warning_line
+
+    if stats is None:
+        return None
+    try:
+        return warning_line(input_name, float(distance(batch, stats)[0]), stats)
+    except ValueError:  # channel count differs from the statistics': nothing to compare
+        return None
+
+
+def predict(model_path, inputs, top_k: int = 3, warn=None) -> list[Prediction]:
+    """Top-``top_k`` labels and probabilities for every input; ``warn`` (default: stderr) gets
+    one line per input that is far from the training inputs."""
+    warn = warn or (lambda line: print(line, file=sys.stderr))
     session, labels, pre = load_model(model_path)
+    stats = _training_stats(session)
     name = session.get_inputs()[0].name
     results = []
     for input_name, batch in read_inputs(inputs, pre):
+        far = _far_warning(input_name, batch, stats)
+        if far:
+            warn(far)
         try:
             logits = session.run(None, {name: batch})[0]
         except Exception as exc:
@@ -174,7 +211,7 @@ def predict(model_path, inputs, top_k: int = 3) -> list[Prediction]:
         probs = softmax(logits.astype(np.float64))[0]
         order = np.argsort(-probs, kind="stable")[: max(1, top_k)]
         names = [labels[i] if i < len(labels) else str(i) for i in order]
-        results.append(Prediction(input_name, names, [float(probs[i]) for i in order]))
+        results.append(Prediction(input_name, names, [float(probs[i]) for i in order], far))
     return results
 
 

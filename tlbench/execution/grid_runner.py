@@ -2,7 +2,8 @@
 
 Whatever the executor, finished cells (valid ``ok`` result, model files intact) are skipped, a
 cell another live ``tlbench run`` holds is left to it, a cell killed mid-run is simply run again,
-and Ctrl-C marks the cells in flight as interrupted and says how to resume.
+and Ctrl-C marks the cells in flight as interrupted and says how to resume (a second Ctrl-C
+exits at once with code 130, see ``interrupts``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tlbench.execution import claims
 from tlbench.execution import worker
+from tlbench.execution.interrupts import GridInterrupts
 from tlbench.execution.contract import ExecutorSettings, Task, WorkerConfig
-from tlbench.execution.results import RESULT_FILE, finished_run_ids, load_results, read_result, write_json_atomic
+from tlbench.execution.results import (
+    RESULT_FILE, atomic_write_bytes, finished_run_ids, load_results, read_result, write_json_atomic,
+)
 
 
 def plan(specs) -> tuple[list[Task], list[Task]]:
@@ -33,12 +37,15 @@ def _stub_record(spec, status: str, error: str) -> dict:
     return {"run_id": spec.run_id, **spec.as_dict(), "status": status, "error": error}
 
 
-def _record_outside_runner(results_dir: Path, spec, status: str, error: str) -> None:
-    """Write a failed/interrupted result for a cell whose worker could not write one."""
+def _record_outside_runner(results_dir: Path, spec, status: str, error: str, details: str | None = None) -> None:
+    """Write a failed/interrupted result (and ``error.log`` with ``details``) for a cell whose
+    worker could not write one."""
     path = results_dir / spec.dirname / RESULT_FILE
     current = read_result(path)
     if current is not None and current["run_id"] == spec.run_id and current["status"] in ("ok", status):
         return
+    if details:
+        atomic_write_bytes(path.parent / "error.log", details.encode("utf-8", "replace"))
     write_json_atomic(path, _stub_record(spec, status, error))
 
 
@@ -56,6 +63,13 @@ def mark_interrupted(results_dir: Path, specs) -> int:
 
 def resume_command() -> str:
     return "tlbench " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "the same tlbench command"
+
+
+def print_resume(console: Console, summary: str) -> None:
+    """``summary`` then the resume command alone on one line, never wrapped (so it pastes as
+    printed at any terminal width) and never read as rich markup."""
+    console.print(summary)
+    console.print(resume_command(), soft_wrap=True, markup=False, highlight=False, emoji=False)
 
 
 def run_grid(specs, registry, results_dir, device: str, console: Console | None = None,
@@ -80,7 +94,7 @@ def run_grid(specs, registry, results_dir, device: str, console: Console | None 
     log = lambda msg: progress.console.log(msg)  # noqa: E731
     executor_cls = registry.get("executors", settings.executor).obj
     outcomes: dict[str, dict] = {}
-    with executor_cls(settings, config, registry, log) as executor:
+    with GridInterrupts() as interrupts, executor_cls(settings, config, registry, log) as executor:
         console.print(
             f"[bold]tlbench[/]: {len(specs)} runs in grid, {len(specs) - len(todo)} already finished, "
             f"{len(todo)} to run on {executor.describe()}; results in {results_dir}"
@@ -100,19 +114,18 @@ def run_grid(specs, registry, results_dir, device: str, console: Console | None 
                     spec = task.spec
                     outcomes[spec.run_id] = outcome
                     if outcome["status"] == "crashed":
-                        _record_outside_runner(results_dir, spec, "failed", outcome["error"])
+                        _record_outside_runner(results_dir, spec, "failed", outcome["error"], outcome.get("traceback"))
                         claims_file = Path(worker.claim_path(results_dir, spec))
                         claims_file.unlink(missing_ok=True)
                     _log_outcome(log, task, outcome)
                     progress.advance(bar)
         except KeyboardInterrupt:
+            interrupts.after_interrupt()
             marked = mark_interrupted(results_dir, [t.spec for t in cell_tasks if t.spec.run_id not in outcomes])
             finished = sum(o["status"] == "ok" for o in outcomes.values())
-            console.print(
-                f"[yellow]interrupted[/]: {finished} cells finished now ({len(specs) - len(todo)} before), "
-                f"{marked} in flight marked interrupted, {len(todo) - len(outcomes) - marked} not started. "
-                f"Results so far are saved; to resume, rerun: {resume_command()}"
-            )
+            print_resume(console, f"[yellow]interrupted[/]: {finished} cells finished now ({len(specs) - len(todo)} before), "
+                         f"{marked} in flight marked interrupted, {len(todo) - len(outcomes) - marked} not started. "
+                         "Results so far are saved; to resume, rerun:")
             return 130
     wanted = {s.run_id for s in specs}
     if render is not None:

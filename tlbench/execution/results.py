@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import shutil
 from pathlib import Path
 
-from tlbench.utils.atomic import atomic_write_bytes, remove_stale_temps, write_json_atomic  # noqa: F401 (re-exported)
+from tlbench.utils import atomic
+from tlbench.utils.atomic import atomic_write_bytes, write_json_atomic  # noqa: F401 (re-exported)
+from tlbench.utils.disk import describe_failure  # noqa: F401 (re-exported)
 
 RESULT_FILE = "result.json"
 STATUSES = ("ok", "failed", "interrupted")
@@ -126,3 +130,29 @@ def artifacts_intact(run_dir, result: dict) -> bool:
         if not path.is_file() or not isinstance(digest, str) or sha256_file(path) != digest:
             return False
     return True
+
+
+# What ``tempfile`` names a file or folder it makes (``mkstemp``, ``mkdtemp``,
+# ``TemporaryDirectory``): "tmp" and 8 random characters. The INT8 quantizer stages its files in
+# such a folder inside the run directory; a kill leaves it behind.
+TEMPFILE_NAME = re.compile(r"^tmp[a-z0-9_]{8}$")
+
+
+def remove_stale_temps(directory, name: str = "*") -> int:
+    """Delete what a process killed mid-write left in ``directory``: the ``atomic_write_bytes``
+    temp files for ``name`` and, for a whole run directory (``name="*"``), every ``tempfile``
+    file or folder too (the quantizer's ``tmpXXXXXXXX/``). Call only while holding the claim on
+    what lives there. Returns how many entries were removed."""
+    removed = atomic.remove_stale_temps(directory, name)
+    if name != "*" or not Path(directory).is_dir():
+        return removed
+    for entry in Path(directory).iterdir():
+        if not TEMPFILE_NAME.match(entry.name):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed += not entry.exists()
+    return removed
+

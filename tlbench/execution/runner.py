@@ -17,20 +17,17 @@ from tlbench.training.data import adapt_inputs, adapted_preprocessing, backbone_
 from tlbench.utils.environment import device_name, versions
 from tlbench.grid import RunSpec
 from tlbench.training.model import build_model
-from tlbench.deploy.onnx_export import export_onnx, model_size_mb, verify
 from tlbench.plugin.registry import Registry
-from tlbench.training.selection import SOURCE_VAL_FRACTION, SOURCE_VAL_MAX, holdout, make_selector
-from tlbench.execution.results import INT8_FILE, MODEL_FILE, ONNX_FILE, RESULT_FILE, artifact_digests, remove_stale_temps, write_json_atomic
-from tlbench.deploy.ort import ort_latency_ms, session_settings
-from tlbench.deploy.quantize import int8_report
+from tlbench.training.selection import SOURCE_VAL_FRACTION, SOURCE_VAL_MAX, holdout
+from tlbench.search.scoring import checkpoint_selector, needs_source_holdout, score_validators
+from tlbench.execution.results import MODEL_FILE, RESULT_FILE, artifact_digests, describe_failure, remove_stale_temps, write_json_atomic
+from tlbench.execution.deployment import deploy_cell
 from tlbench.training.speed import HostTensor, SpeedSettings, resolve_speed
-from tlbench.utils.timing import median_ms
 from tlbench.training.batchnorm import batch_statistics_accuracy
-from tlbench.training.loop import accuracy, predict_logits, pretrain_source, synchronize, transfer
+from tlbench.training.loop import accuracy, pretrain_source, transfer
 from tlbench.training.optim import recipe_of, transfer_recipe
+from tlbench.transferability.cell import cell_transferability
 from tlbench.training.convergence import has_flattened, supervised_trace
-
-LATENCY_BATCH = 64
 
 
 def onnx_metadata(spec: RunSpec, dataset, shape, versions_: dict) -> dict:
@@ -122,7 +119,7 @@ class Runner:
                      "source_weights": getattr(model.backbone, "weights_info", None)})
         key = spec.source_key()
         key["input_shape"] = list(shape)
-        if spec.train.get("model_selection") == "source-val":  # trained without the held-out slice
+        if needs_source_holdout(spec, self.registry):  # trained without the held-out slice
             key["source_val_holdout"] = [SOURCE_VAL_FRACTION, SOURCE_VAL_MAX]
         path = cache.cache_path(self.results_dir, key)
         lock = claims.wait_claim(cache.lock_path(path))  # one process trains it; the others wait, then load it
@@ -155,14 +152,19 @@ class Runner:
 
     def _prepared(self, spec: RunSpec):
         """Speed settings, backbone, target dataset, input shape, device data and the source
-        validation slice (None unless ``model_selection = "source-val"``) for one cell."""
+        validation slice (None unless a validator reading source data needs it) for one cell."""
         speed = resolve_speed(spec.train, self.device)
         speed.configure_backends()
         backbone, tgt_ds, shape, data = self._inputs(spec, speed)
         source_val = None
-        if spec.train.get("model_selection") == "source-val":
+        if needs_source_holdout(spec, self.registry):
             data["source_train"], source_val = holdout(data["source_train"], _seed_generator(spec.seed, 4))
         return speed, backbone, tgt_ds, shape, data, source_val
+
+    def cell_inputs(self, spec: RunSpec):
+        """(speed, backbone, target dataset, input shape, device data, source-val slice): what the
+        cell of ``spec`` starts from, for callers outside the runner such as ``tlbench rank``."""
+        return self._prepared(spec)
 
     def prepare_source(self, spec: RunSpec) -> dict:
         """Train (or find cached) the source model ``spec`` needs: the first phase of a grid, so
@@ -192,7 +194,7 @@ class Runner:
             write_json_atomic(run_dir / RESULT_FILE, record)
             raise
         except Exception as exc:
-            record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            record.update(status="failed", error=describe_failure(exc, run_dir))  # a full disk is said as such
             (run_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
         record["finished_at"] = _now()
         write_json_atomic(run_dir / RESULT_FILE, record)
@@ -242,6 +244,7 @@ class Runner:
         generator = _seed_generator(spec.seed, 2)
         train = spec.train
         recipe = transfer_recipe(train, spec.loss_options)  # [train], overridden by the loss's own recipe keys
+        recipe.update(spec.trial.get("train", {}))  # a search trial's sampled [train] keys, for the transfer only
         augment_gen = _seed_generator(spec.seed, 3)
         ctx = TransferContext(
             source_state={k: v.to(self.device) for k, v in source_state.items()},
@@ -263,8 +266,10 @@ class Runner:
             label_spaces_differ=differ,
             source_num_classes=len(source_classes) if source_classes is not None else None,
         )
+        transferability = cell_transferability(  # the source model scored on ctx's shots; never raises
+            self, spec, backbone, shape, source_state, len(source_classes or tgt_ds.classes), ctx.target_labeled)
         loss.setup(model.backbone.out_features, num_classes, ctx)
-        selector = make_selector(spec.train, source_val, data["target_test"])
+        selector = checkpoint_selector(spec, self.registry, source_val, data["target_train"].x, data["target_test"])
         stats = transfer(model, strategy, loss, ctx, selector=selector)
         cache.save_state(run_dir / MODEL_FILE, model.state_dict())  # for `tlbench export RUN_DIR`
 
@@ -298,8 +303,10 @@ class Runner:
             "train_phases": stats.phases,
             "strategy_summary": strategy.summary(),
             "final_loss_terms": stats.last_terms,
+            "transferability": transferability,
             "model_selection": spec.train.get("model_selection", "last"),
             **(selector.as_dict() if selector is not None else {}),
+            **score_validators(self.registry, model, source_val, data["target_train"].x, target_test, batch, spec.seed),
         }
         result.update(
             self._latency_and_export(spec, model, tgt_ds, shape, target_test, run_dir, calibration=data["target_train"].x)
@@ -307,40 +314,5 @@ class Runner:
         return result
 
     def _latency_and_export(self, spec, model, dataset, shape, test, run_dir: Path, calibration=None) -> dict:
-        train = spec.train
-        repeats = train["latency_repeats"]
-        one, many = test.x[:1], test.x[:LATENCY_BATCH]
-        model.eval()
-        with torch.inference_mode():
-            sync = (lambda: synchronize(self.device)) if self.device.startswith("cuda") else None
-            torch_b1 = median_ms(lambda: model(one), repeats=repeats, sync=sync)
-            torch_bn = median_ms(lambda: model(many), repeats=max(3, repeats // 5), sync=sync)
-        cpu_model = model.cpu()
-        reference = predict_logits(cpu_model, test.x.cpu(), train["eval_batch_size"])
         metadata = onnx_metadata(spec, dataset, shape, self._versions)
-        onnx_path = run_dir / ONNX_FILE
-        export_onnx(cpu_model, test.x[:2].cpu(), onnx_path, metadata, dynamo=train["export_dynamo"])
-        check = verify(onnx_path, reference, test.x, test.y, self.device, train["eval_batch_size"])
-        session = check.pop("_session")
-        x1 = one.cpu().numpy()
-        xn = many.cpu().numpy()
-        model.to(self.device)
-        int8 = {}
-        if train.get("int8", True):
-            int8 = int8_report(
-                onnx_path, run_dir / INT8_FILE, calibration=None if calibration is None else calibration.cpu().numpy(),
-                test_x=test.x.cpu().numpy(), test_y=test.y.cpu().numpy(),
-                fp32_acc=check["onnx_target_acc"], latency_inputs=(x1, xn), device=self.device, repeats=repeats,
-                batch_size=train["eval_batch_size"], seed=spec.seed,
-            )
-        return {
-            **check,
-            **int8,
-            "ort_settings": session_settings(),
-            "onnx_path": onnx_path.name,
-            "onnx_size_mb": round(model_size_mb(onnx_path), 4),
-            "torch_latency_ms": round(torch_b1, 4),
-            "torch_latency_ms_b64": round(torch_bn, 4),
-            "ort_latency_ms": round(ort_latency_ms(session, x1, repeats), 4),
-            "ort_latency_ms_b64": round(ort_latency_ms(session, xn, max(3, repeats // 5)), 4),
-        }
+        return deploy_cell(spec, model, dataset, shape, test, run_dir, self.device, metadata, calibration)

@@ -26,7 +26,7 @@ from tlbench.grid.dataset_options import check_domain, label_space, resolve_data
 from tlbench.grid.domains import (
     DOMAIN_ADAPTATION, PRETRAINED_KIND, TASK_TRANSFER, DomainRef, dataset_name, is_pretrained, parse_domain,
 )
-from tlbench.grid.options import check_recipe, resolve_options, resolve_train
+from tlbench.grid.options import check_recipe, resolve_options, resolve_train, selection_reads_source
 from tlbench.grid.spec import KNOWN_KEYS, LIST_KEYS, PLUGIN_KINDS, RunSpec
 from tlbench.plugin.errors import UserError, unknown
 from tlbench.plugin.registry import SINGULAR, Registry
@@ -93,6 +93,9 @@ def _plugin_options(registry: Registry, sets: dict, used: dict[str, list[str]]) 
                 routed[(PLUGIN_KINDS[name], sub)] = sub_options
             continue
         kinds = [kind for kind in PLUGIN_KINDS.values() if name in registry.entries[kind]]
+        if not kinds and name in registry.entries.get("estimators", {}):  # grid cells score with defaults
+            raise UserError(f"`set.{name}`: grid cells score with estimator {name!r}'s defaults; set its options "
+                            f"in `tlbench rank --set {name}.OPTION=VALUE`, or drop the setting")
         if not kinds:
             raise unknown("plugin in `set`", name, all_names)
         if len(kinds) > 1:
@@ -184,9 +187,10 @@ def expand(config: dict, registry: Registry) -> list[RunSpec]:
     for source, target in pairs:
         for strategy, loss, shot in itertools.product(dict.fromkeys(lists["strategy"]), dict.fromkeys(lists["loss"]), shots):
             _check_transfer_kind(registry, kinds[(source, target)], source, target, strategy, loss, shot)
-    if train["model_selection"] == "source-val" and any(kind != DOMAIN_ADAPTATION for kind in kinds.values()):
-        raise UserError("model_selection = source-val scores the target head on source data, which needs a shared label "
-                        "space and source data; use last or target-oracle for task-transfer and pretrained pairs")
+    if selection_reads_source(train, registry) and any(kind != DOMAIN_ADAPTATION for kind in kinds.values()):
+        raise UserError(f"model_selection = {train['model_selection']} scores the target head on source data, which needs a "
+                        "shared label space and source data; use last, target-oracle or a target-only validator (entropy, "
+                        "im, snd) for task-transfer and pretrained pairs")
     for backbone in dict.fromkeys(lists["backbone"]):
         if any(kind == PRETRAINED_KIND for kind in kinds.values()):
             _check_pretrained_backbone(registry, backbone, opts("backbones", backbone))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from tlbench.grid.spec import MODEL_SELECTIONS, TRAIN_DEFAULTS, TRAIN_LIMITS
+from tlbench.grid.spec import TRAIN_DEFAULTS, TRAIN_LIMITS
 from tlbench.plugin.errors import UserError, closest_first
 from tlbench.training.optim import RECIPE_CHOICES, RECIPE_DEFAULTS, RECIPE_LIMITS
 
@@ -44,9 +44,22 @@ def resolve_train(given: dict) -> dict:
         if not low <= train[key] <= high:
             raise UserError(f"train option `{key}` = {train[key]!r} is out of range; use {low}..{high}")
     check_recipe("train", train)
-    if train["model_selection"] not in MODEL_SELECTIONS:
-        raise UserError(f"train option `model_selection` = {train['model_selection']!r} is not one of {', '.join(MODEL_SELECTIONS)}")
+    from tlbench.deploy.verifiers import check_verify_with
+
+    train["verify_with"] = check_verify_with(train["verify_with"])
     return train
+
+
+def selection_reads_source(train: dict, registry) -> bool:
+    """Check ``model_selection`` names ``last`` or a registered validator (the one that picks the
+    checkpoint; tlbench.plugin.validator); True when that validator reads held-out source data."""
+    name = train["model_selection"]
+    if name == "last":
+        return False
+    if name not in registry.entries.get("validators", {}):
+        known = ", ".join(["last", *closest_first(name, registry.names("validators"))])
+        raise UserError(f"train option `model_selection` = {name!r} is not `last` or a validator; use one of {known}")
+    return "source" in getattr(registry.get("validators", name).obj, "needs", ())
 
 
 def check_recipe(what: str, settings: dict) -> None:

@@ -11,7 +11,7 @@ from tlbench.training.optim import RECIPE_DEFAULTS
 
 LIST_KEYS = ("backbone", "source", "target", "strategy", "loss", "shots", "seeds")
 SCALAR_KEYS = ("results_dir", "device", "data_root", "download", "executor", "workers", "devices", "ray_address", "threads")
-TABLE_KEYS = ("train", "set")
+TABLE_KEYS = ("train", "set", "search")  # [search]: tlbench.search.trials
 KNOWN_KEYS = LIST_KEYS + SCALAR_KEYS + TABLE_KEYS
 PLUGIN_KINDS = {"backbone": "backbones", "strategy": "strategies", "loss": "adaptation_losses", "dataset": "datasets"}
 
@@ -26,6 +26,7 @@ TRAIN_DEFAULTS = {
     "latency_repeats": 30,
     "export_dynamo": True,
     "int8": True,  # also quantize every exported model to INT8 and measure it
+    "verify_with": "",  # a second runtime that re-checks every exported model (tlbench.deploy.verifiers)
     # Speed settings (tlbench/training/speed.py). AMP, channels_last, cudnn_benchmark and non_blocking act on CUDA only.
     "amp": True,
     "channels_last": True,
@@ -34,8 +35,8 @@ TRAIN_DEFAULTS = {
     "device_data_max_mb": 2048.0,  # larger datasets stay in host memory, fed by a DataLoader
     "loader_workers": 2,
     "pin_memory": True,
-    # Which checkpoint is reported (tlbench/training/selection.py): last, source-val or target-oracle,
-    # scored every `selection_every` steps when not `last`.
+    # Which checkpoint is reported (tlbench/training/selection.py): `last`, or the name of the validator
+    # that picks it (source-val, entropy, im, snd, dev, target-oracle...), scored every `selection_every` steps.
     "model_selection": "last",
     "selection_every": 25,
     # After training, BatchNorm running statistics are recomputed over this many batches of the
@@ -54,11 +55,10 @@ TRAIN_LIMITS = {
     "selection_every": (1, 10_000_000),
     "bn_recalibration_batches": (0, 100_000),
 }
-MODEL_SELECTIONS = ("last", "source-val", "target-oracle")
 # Train settings added after results were first stored: left out of the run id at their default,
 # so earlier run ids (and resuming) stay valid.
 # (bn_recalibration_batches is hashed: it changed every result, so earlier run ids must not match.)
-HASH_SKIPS_DEFAULT = ("model_selection", "selection_every") + tuple(k for k in RECIPE_DEFAULTS if k != "lr")
+HASH_SKIPS_DEFAULT = ("model_selection", "selection_every", "verify_with") + tuple(k for k in RECIPE_DEFAULTS if k != "lr")
 
 
 def _hash_fields(fields: dict) -> dict:
@@ -90,6 +90,8 @@ class RunSpec:
     # domain-adaptation | task-transfer | pretrained (tlbench.grid.domains); derived from source
     # and target, so it stays out of the run id
     kind: str = field(default=DOMAIN_ADAPTATION, hash=False)
+    # A search trial (tlbench.search.trials): index, sampler, seed, sampled params; empty otherwise
+    trial: dict = field(default_factory=dict, hash=False)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -104,6 +106,8 @@ class RunSpec:
         del fields["kind"]
         if not fields["dataset_options"]:
             del fields["dataset_options"]  # run ids from before dataset options stay the same
+        if not fields["trial"]:
+            del fields["trial"]  # likewise for cells that are not search trials
         canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
@@ -111,6 +115,7 @@ class RunSpec:
     def dirname(self) -> str:
         """A readable, filesystem-safe directory name that ends with the run id."""
         parts = [self.backbone, self.source, self.target, self.strategy, self.loss, f"shots{self.shots}", f"seed{self.seed}"]
+        parts += [f"trial{self.trial['index']}"] if self.trial else []
         safe = "__".join(safe_name(p) for p in parts)
         return f"{safe}__{self.run_id}"
 

@@ -20,6 +20,11 @@ def register_backbones(register):
     returning its blocks from input to output as ``nn.Module`` objects, and ``default_freeze``
     (how many bottom stages ``partial`` freezes). Without them the parameters are split into
     stages in registration order.
+
+    Optional pretrained-classifier convention (used by transferability estimators that read
+    source predictions, such as LEEP, when the source is ``pretrained``): the module may define
+    ``pretrained_logits(x)`` returning the logits of the classifier its weights were trained
+    with, ``(batch, classes)``.
     """
 
 

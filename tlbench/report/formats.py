@@ -11,6 +11,7 @@ from tlbench.report.leaderboard import (
     COLUMNS, ID_COLUMNS, NEG_RULE, ROW_KEYS, TIE_RULE, aggregate, caption, choose_columns, failure_cell, failures,
     id_text, mark, pair_groups, show_selection_column,
 )
+from tlbench.report.transferability import html_section, json_section, markdown_section
 
 EXPORT_COLUMNS = ROW_KEYS + ("seeds", "rank", "best", "tie_with_best")
 
@@ -33,7 +34,7 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "/")
 
 
-def _markdown(rows: list[dict], keys: list[str], failed: list[dict]) -> str:
+def _markdown(rows: list[dict], keys: list[str], failed: list[dict], section: list[str]) -> str:
     lines = []
     for pair, group in pair_groups(rows).items():
         ids = list(ID_COLUMNS) + (["model_selection"] if show_selection_column(group) else [])
@@ -57,6 +58,8 @@ def _markdown(rows: list[dict], keys: list[str], failed: list[dict]) -> str:
         lines += ["### failed runs", "", "| run_id | cell | status | error |", "|---|---|---|---|"]
         for f in failed:
             lines.append(f"| {f['run_id']} | {failure_cell(f)} | {f['status']} | {_md_cell((f['error'] or '').splitlines()[0] if f['error'] else '')} |")
+    if section:  # estimators vs fine-tuned accuracy, after the tables
+        lines += ([""] if failed else []) + section
     return "\n".join(lines) + "\n"
 
 
@@ -67,18 +70,21 @@ def export(results: list[dict], fmt: str, columns: str | None = None, plots: dic
     """The aggregated leaderboard as ``csv``, ``md``, ``json`` or ``html`` text.
 
     ``columns`` picks the columns of csv/md/html (see ``choose_columns``); json holds every field.
-    ``plots`` ({title: PNG path}) are embedded in the html page.
+    ``plots`` ({title: PNG path}) are embedded in the html page. md, json and html also hold the
+    estimator-vs-accuracy section (tlbench.report.transferability); csv has it in its own file
+    (``export_all``), since a csv holds one table.
     """
     rows = aggregate(results)
     if fmt == "json":
         notes = {"tie_rule": TIE_RULE, "negative_transfer_rule": NEG_RULE,
                  "captions": {pair: caption(group) for pair, group in pair_groups(rows).items()}}
-        return json.dumps({"leaderboard": rows, "failures": failures(results), "notes": notes}, indent=2) + "\n"
+        return json.dumps({"leaderboard": rows, "failures": failures(results), "notes": notes,
+                           "transferability": json_section(results)}, indent=2) + "\n"
     keys = choose_columns(columns, rows)
     if fmt == "csv":
         return _csv(rows, keys)
     if fmt == "md":
-        return _markdown(rows, keys, failures(results))
+        return _markdown(rows, keys, failures(results), markdown_section(results))
     if fmt == "html":
-        return render_html(rows, keys, failures(results), plots or {})
+        return render_html(rows, keys, failures(results), plots or {}, sections=html_section(results))
     raise ValueError(f"unknown format {fmt!r}")

@@ -96,8 +96,10 @@ def _image(title: str, path) -> str:
             f"<figcaption>{html.escape(title)}</figcaption></figure>")
 
 
-def render_html(rows: list[dict], keys: list[str], failed: list[dict], plots: dict, title: str = "tlbench leaderboard") -> str:
-    """A complete HTML document with one sortable table per source -> target pair and the plots."""
+def render_html(rows: list[dict], keys: list[str], failed: list[dict], plots: dict, title: str = "tlbench leaderboard",
+                sections: list[str] = ()) -> str:
+    """A complete HTML document with one sortable table per source -> target pair, the HTML
+    fragments of further ``sections`` (e.g. estimators vs accuracy) and the plots."""
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{html.escape(title)}</title>",
              f"<style>{STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
              "<p class=\"caption\">Click a column header to sort.</p>"]
@@ -107,6 +109,7 @@ def render_html(rows: list[dict], keys: list[str], failed: list[dict], plots: di
         parts.append(f"<h2>{html.escape(pair)}</h2>")
         parts += _table(group, keys)
         parts.append(f'<p class="caption">{html.escape(caption(group))}</p>')
+    parts += sections
     if plots:
         parts.append("<h2>Plots</h2>")
         parts += [_image(name, path) for name, path in plots.items()]

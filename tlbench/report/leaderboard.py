@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from tlbench.plugin.errors import UserError
+from tlbench.report.selection import annotate, caption_note, main_table_runs, render_selection
 from tlbench.report.stats import intervals_overlap, summarize
 
 BASELINE = "scratch"
@@ -84,7 +85,10 @@ def _cell(key: tuple, runs: list[dict]) -> dict:
     row["parity_ok"] = bool(diffs) and row["onnx_max_abs_diff"] < PARITY_ATOL and row["onnx_top1_agreement"] == 1.0
     methods = sorted({str(r["int8_method"]) for r in runs if r.get("int8_method")})
     row["int8_method"] = ", ".join(methods) or None
+    row["int8_failed"] = sum(bool(r.get("int8_error")) for r in runs)  # runs whose INT8 step failed
     row["provenance"] = _provenance(runs)
+    row["selected_by"] = runs[0].get("selected_by")  # search trials: the validator that picked them
+    row["selected_by_oracle"] = runs[0].get("selected_by_oracle", False)
     row["transfer_kind"] = next((r["transfer_kind"] for r in runs if r.get("transfer_kind")), None)
     recipes = {json.dumps(r.get("transfer_recipe"), sort_keys=True) for r in runs}
     row["_recipe"] = recipes.pop() if len(recipes) == 1 else None
@@ -144,7 +148,7 @@ def aggregate(results: list[dict]) -> list[dict]:
     """Leaderboard rows (see the module docstring) over the ``ok`` results, sorted by
     source, target, shots and descending target accuracy."""
     cells = defaultdict(list)
-    for r in results:
+    for r in main_table_runs(results):  # search trials: only each seed's trial picked by --select
         if r.get("status") == "ok" and r.get("target_acc") is not None:
             cells[(r["source"], r["target"]) + tuple(r[k] for k in GROUP_KEYS) + (model_selection(r),)].append(r)
     rows = [_cell(key, runs) for key, runs in cells.items()]
@@ -238,7 +242,8 @@ COLUMNS = {c.key: c for c in (
     Column("ort_ms_b64", "ORT ms b64", ("ort_latency_ms_b64",), lambda r: _num(r["ort_latency_ms_b64"], 2)),
     Column("int8_ms_b64", "INT8 ms b64", ("int8_latency_ms_b64",), lambda r: _num(r["int8_latency_ms_b64"], 2)),
     Column("onnx_mb", "ONNX MB", ("onnx_size_mb",), lambda r: _num(r["onnx_size_mb"], 3)),
-    Column("int8_acc", "INT8 acc %", ("int8_target_acc",), lambda r: _pct(r["int8_target_acc"])),
+    Column("int8_acc", "INT8 acc %", ("int8_target_acc", "int8_failed"), lambda r: _pct(r["int8_target_acc"])
+           + (f" (INT8 FAILED x{r['int8_failed']})" if r.get("int8_failed") else "")),
     Column("int8_drop", "INT8 drop (pts)", ("int8_acc_drop",), lambda r: "-" if r["int8_acc_drop"] is None else f"{100 * r['int8_acc_drop']:+.1f}"),
     Column("int8_mb", "INT8 MB", ("int8_size_mb",), lambda r: _num(r["int8_size_mb"], 3)),
     Column("int8_method", "INT8 method", ("int8_method",), lambda r: r["int8_method"] or "-", numeric=False),
@@ -259,7 +264,7 @@ def choose_columns(spec: str | None, rows: list[dict]) -> list[str]:
         for key in ("gain_none", "gain_control"):  # adaptation grids: gains over source-only and the control
             if any(r.get(COLUMNS[key].fields[0]) is not None for r in rows):
                 chosen.insert(chosen.index("gain") + 1, key)
-        if any(r.get("int8_target_acc") is not None or r.get("int8_latency_ms") is not None for r in rows):
+        if any(r.get("int8_target_acc") is not None or r.get("int8_latency_ms") is not None or r.get("int8_failed") for r in rows):
             chosen[chosen.index("ort_ms") + 1:chosen.index("ort_ms") + 1] = INT8_DEFAULT
         return chosen
     if spec.strip() == "all":
@@ -293,7 +298,7 @@ def caption(rows: list[dict]) -> str:
         f"Target accuracy on the target test split, mean ± std over {'/'.join(map(str, seeds))} seed(s); "
         f"95% CI from Student's t over seeds (clipped to 0-100); rank per budget (shots); ★ = best per budget, {TIE_RULE}; "
         f"gain = points over scratch at the same shots; {NEG_RULE}. Reported checkpoint: {checkpoint}."
-    )
+    ) + caption_note(rows)
 
 
 def mark(row: dict) -> str | None:
@@ -306,7 +311,7 @@ def show_selection_column(rows: list[dict]) -> bool:
 
 
 # -- rich --------------------------------------------------------------------------------------
-def render(results: list[dict], console=None, columns: str | None = None) -> None:
+def render(results: list[dict], console=None, columns: str | None = None, select: str | None = None) -> None:
     """Print one rich table per source -> target pair, then any failures."""
     from rich.console import Console
     from rich.table import Table
@@ -315,6 +320,7 @@ def render(results: list[dict], console=None, columns: str | None = None) -> Non
         import sys
 
         console = Console(width=None if sys.stdout.isatty() else 200)
+    results = annotate(results, select)  # search trials: which one --select picks per group and seed
     rows = aggregate(results)
     if not rows:
         console.print("[yellow]no successful runs to rank[/]")
@@ -341,6 +347,10 @@ def render(results: list[dict], console=None, columns: str | None = None) -> Non
                 cells.append(text)
             table.add_row(*[id_text(r, c) for c in ids], *cells)
         console.print(table)
+    from tlbench.report.transferability import render_transferability
+
+    render_transferability(results, console)  # estimator scores vs these accuracies, per target
+    render_selection(results, console)  # search trials: every validator's pick, the oracle's, regret, Kendall tau
     failed = failures(results)
     if failed:
         table = Table(title="failed or interrupted runs", title_justify="left", style="red")

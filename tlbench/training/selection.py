@@ -1,8 +1,11 @@
-"""Which checkpoint a run reports: the last step (default), or the best step on a validation split.
+"""Which checkpoint a run reports: the last step (default), or the step a validator scores best.
 
-``source-val`` scores a held-out slice of the source train split (never trained on, also not by
-the source model); ``target-oracle`` scores the target TEST split, which makes the reported
-target accuracy optimistic: it is there to show the headroom, not as a fair result.
+``model_selection`` names the validator (a plugin, tlbench.plugin.validator; the runner builds
+its score function with tlbench.search.scoring). ``source-val`` scores a held-out slice of the
+source train split (never trained on, also not by the source model); ``entropy``, ``im``,
+``snd`` and ``dev`` read unlabeled target training data (``dev`` the source slice too);
+``target-oracle`` scores the target TEST split, which makes the reported target accuracy
+optimistic: it is there to show the headroom, not as a fair result.
 """
 
 from __future__ import annotations
@@ -40,8 +43,9 @@ class Selector:
     state, and restores it at the end. Time spent scoring is kept apart (``seconds``) so the
     run's training speed is not charged for it."""
 
-    def __init__(self, score, every: int, name: str):
+    def __init__(self, score, every: int, name: str, higher_is_better: bool = True):
         self.score, self.every, self.name = score, max(1, int(every)), name
+        self.higher_is_better = higher_is_better
         self.best_score: float | None = None
         self.best_step: int | None = None
         self.best_state: dict | None = None
@@ -57,7 +61,7 @@ class Selector:
             module.train(training)
         self.evaluations += 1
         self.last_step = step
-        if self.best_score is None or value > self.best_score:
+        if self.best_score is None or (value > self.best_score if self.higher_is_better else value < self.best_score):
             self.best_score, self.best_step = value, step
             self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         self.seconds += time.perf_counter() - start
@@ -87,14 +91,12 @@ class Selector:
         }
 
 
-def make_selector(train: dict, source_val=None, target_test=None) -> Selector | None:
-    """The selector a run's ``[train]`` settings ask for, or None for the last step."""
-    from tlbench.training.loop import accuracy
-
+def make_selector(train: dict, score=None, higher_is_better: bool = True) -> Selector | None:
+    """The selector a run's ``[train]`` settings ask for (None for the last step): ``score(model)``
+    is the score of the validator that ``model_selection`` names, larger or smaller is better."""
     name = train.get("model_selection", "last")
     if name == "last":
         return None
-    split = source_val if name == "source-val" else target_test
-    if split is None:
-        raise ValueError(f"model_selection {name!r} needs its validation split")
-    return Selector(lambda model: accuracy(model, split, train["eval_batch_size"]), train["selection_every"], name)
+    if score is None:
+        raise ValueError(f"model_selection {name!r} needs its validator's score function")
+    return Selector(score, train["selection_every"], name, higher_is_better)

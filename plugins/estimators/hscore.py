@@ -1,0 +1,54 @@
+"""`hscore`: H-score (Bao et al., 2019), ``tr(cov(f)^-1 cov(E[f | y]))``.
+
+How much of the features' variance the class means carry, measured in the features' own
+metric. With fewer examples than feature dimensions ``cov(f)`` is singular: the plain score uses
+its pseudo-inverse (as published implementations do), where the value drifts towards
+``classes - 1`` for every model; ``shrinkage = "ledoit-wolf"`` estimates ``cov(f)`` with
+Ledoit-Wolf shrinkage instead (the regularised H-score of Ibrahim et al., 2022).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tlbench.plugin.errors import UserError
+from tlbench.plugin.estimator import Estimator
+
+SHRINKAGE = ("none", "ledoit-wolf")
+
+
+def hscore(features: np.ndarray, labels: np.ndarray, shrinkage: str = "none") -> float:
+    """H-score of ``features`` (n, d) for integer ``labels`` (n,)."""
+    f = np.asarray(features, dtype=np.float64)
+    f = f - f.mean(axis=0, keepdims=True)
+    if shrinkage == "ledoit-wolf":
+        from sklearn.covariance import ledoit_wolf
+
+        cov_f = ledoit_wolf(f, assume_centered=True)[0]
+    else:
+        cov_f = f.T @ f / len(f)
+    class_means = np.zeros_like(f)
+    for k in np.unique(labels):
+        class_means[labels == k] = f[labels == k].mean(axis=0)
+    cov_g = class_means.T @ class_means / len(f)
+    return float(np.trace(np.linalg.pinv(cov_f, rcond=1e-15, hermitian=True) @ cov_g))
+
+
+class HScore(Estimator):
+    """H-score (Bao et al., 2019): class-mean covariance in the metric of the feature covariance."""
+
+    defaults = {"shrinkage": "none"}
+
+    def __init__(self, **hparams):
+        super().__init__(**hparams)
+        if self.hparams["shrinkage"] not in SHRINKAGE:
+            raise UserError(f"hscore option shrinkage={self.hparams['shrinkage']!r}; use one of {', '.join(SHRINKAGE)}")
+
+    def score(self, features, labels, source_probs=None):
+        return hscore(features, labels, self.hparams["shrinkage"])
+
+
+class ShrunkHScore(HScore):
+    """H-score with a Ledoit-Wolf covariance (Ibrahim et al., 2022): usable with fewer examples than features."""
+
+    defaults = {"shrinkage": "ledoit-wolf"}

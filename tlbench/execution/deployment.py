@@ -1,0 +1,142 @@
+"""After training: time torch, export to ONNX, verify in onnxruntime (and a second runtime when
+asked), quantize to INT8, time the runtimes, and say how long each step took.
+
+One call per cell (:func:`deploy_cell`), from the runner. Every check always runs; the costs
+are kept down by reusing what an earlier step made: the fp32 session that verified the model
+times it, the torch reference logits are computed once, and the second runtime compares with
+the logits already in hand.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tlbench.deploy.input_stats import STATS_KEY, input_statistics
+from tlbench.deploy.onnx_export import compare_logits, export_onnx, model_size_mb, verify
+from tlbench.deploy.ort import ort_latency_ms, session_settings
+from tlbench.deploy.quantize import int8_report
+from tlbench.execution.results import INT8_FILE, ONNX_FILE
+from tlbench.training.loop import predict_logits, synchronize
+from tlbench.utils.timing import median_ms
+
+LATENCY_BATCH = 64
+
+
+class _Clock:
+    """Seconds spent per named step."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def step(self, name: str):
+        clock = self
+
+        class _Step:
+            def __enter__(self):
+                self.start = time.perf_counter()
+
+            def __exit__(self, *exc):
+                clock.seconds[name] = round(clock.seconds.get(name, 0.0) + time.perf_counter() - self.start, 4)
+
+        return _Step()
+
+
+def _as_numpy(x) -> np.ndarray:
+    return x.cpu().numpy() if hasattr(x, "cpu") else np.asarray(x)
+
+
+def second_runtime(name: str, fp32_path, int8_path, ort_logits: np.ndarray, int8_logits, x: np.ndarray,
+                   labels: np.ndarray, latency_inputs, repeats: int, batch_size: int) -> dict:
+    """``{name}_*`` fields: the fp32 and INT8 models against onnxruntime's logits for the same
+    files (top-1 agreement, max |Δ|), their accuracy and latencies at batch 1 and 64. A model
+    the runtime cannot load or run is recorded in ``{name}_error``."""
+    from importlib import import_module
+
+    runtime = import_module(f"tlbench.deploy.{name}")
+    out = {f"{name}_version": runtime.version(), f"{name}_precision_hint": runtime.PRECISION_HINT, f"{name}_error": None}
+    one, many = latency_inputs
+    models = [("", fp32_path, ort_logits)] + ([("int8_", int8_path, int8_logits)] if int8_logits is not None else [])
+    errors = []
+    for tag, path, compare_to in models:
+        try:
+            compiled = runtime.compile_model(path)
+            check = compare_logits(runtime.logits(compiled, x, batch_size), compare_to, labels)
+            out.update({
+                f"{name}_{tag}max_abs_diff": check["max_abs_diff"],
+                f"{name}_{tag}top1_agreement": check["top1_agreement"],
+                f"{name}_{tag}target_acc": check["acc"],
+                f"{name}_{tag}latency_ms": round(runtime.latency_ms(compiled, one, repeats), 4),
+                f"{name}_{tag}latency_ms_b64": round(runtime.latency_ms(compiled, many, max(3, repeats // 5)), 4),
+            })
+        except Exception as exc:  # noqa: BLE001 - a verifier's failure is recorded, the cell stands
+            errors.append(f"{Path(path).name}: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}")
+    if errors:
+        out[f"{name}_error"] = "; ".join(errors)
+    return out
+
+
+def deploy_cell(spec, model, dataset, shape, test, run_dir: Path, device: str, metadata: dict, calibration=None) -> dict:
+    """Everything after training for one cell; returns the result fields (``deploy_seconds``:
+    the time each step took)."""
+    train = spec.train
+    repeats = train["latency_repeats"]
+    clock = _Clock()
+    one, many = test.x[:1], test.x[:LATENCY_BATCH]
+    model.eval()
+    with clock.step("torch_latency"), torch.inference_mode():
+        sync = (lambda: synchronize(device)) if str(device).startswith("cuda") else None
+        torch_b1 = median_ms(lambda: model(one), repeats=repeats, sync=sync)
+        torch_bn = median_ms(lambda: model(many), repeats=max(3, repeats // 5), sync=sync)
+    cpu_model = model.cpu()
+    test_x, test_y = test.x.cpu(), test.y.cpu()
+    with clock.step("reference"), torch.inference_mode():
+        reference = predict_logits(cpu_model, test_x, train["eval_batch_size"])
+    calib = None if calibration is None else _as_numpy(calibration)
+    metadata = dict(metadata)
+    if calib is not None and len(calib):
+        with clock.step("input_stats"):
+            metadata[STATS_KEY] = input_statistics(calib, sequence=len(shape) == 2, seed=spec.seed)
+    onnx_path = run_dir / ONNX_FILE
+    with clock.step("export"):
+        export_onnx(cpu_model, test_x[:2], onnx_path, metadata, dynamo=train["export_dynamo"])
+    verifier = train.get("verify_with") or ""
+    with clock.step("verify"):
+        check = verify(onnx_path, reference, test_x, test_y, device, train["eval_batch_size"], keep_logits=bool(verifier))
+    session = check.pop("_session")
+    ort_fp32 = check.pop("_logits", None)
+    x1, xn, x_np, y_np = one.cpu().numpy(), many.cpu().numpy(), test_x.numpy(), test_y.numpy()
+    model.to(device)
+    int8 = {}
+    if train.get("int8", True):
+        with clock.step("int8"):
+            int8 = int8_report(
+                onnx_path, run_dir / INT8_FILE, calibration=calib, test_x=x_np, test_y=y_np,
+                fp32_acc=check["onnx_target_acc"], latency_inputs=(x1, xn), device=device, repeats=repeats,
+                batch_size=train["eval_batch_size"], seed=spec.seed, keep_logits=bool(verifier),
+            )
+    int8_logits = int8.pop("_logits", None)
+    with clock.step("ort_latency"):
+        ort_b1 = ort_latency_ms(session, x1, repeats)
+        ort_bn = ort_latency_ms(session, xn, max(3, repeats // 5))
+    second = {}
+    if verifier:
+        with clock.step(verifier):
+            second = second_runtime(verifier, onnx_path, run_dir / INT8_FILE, ort_fp32, int8_logits,
+                                    x_np, y_np, (x1, xn), repeats, train["eval_batch_size"])
+    return {
+        **check,
+        **int8,
+        **second,
+        "ort_settings": session_settings(),
+        "onnx_path": onnx_path.name,
+        "onnx_size_mb": round(model_size_mb(onnx_path), 4),
+        "torch_latency_ms": round(torch_b1, 4),
+        "torch_latency_ms_b64": round(torch_bn, 4),
+        "ort_latency_ms": round(ort_b1, 4),
+        "ort_latency_ms_b64": round(ort_bn, 4),
+        "deploy_seconds": clock.seconds,
+    }

@@ -1,0 +1,125 @@
+"""Validators at work in a run: the checkpoint selector and the scores recorded in result.json.
+
+The model runs once over the inputs the validators ask for (tlbench.plugin.validator): the
+held-out labeled source slice, the unlabeled target training inputs and, for an oracle only,
+the target test split. A validator is never handed what it did not declare, and only one that
+declares ``reads_target_test_labels`` is handed target test data.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from tlbench.grid.domains import DOMAIN_ADAPTATION
+from tlbench.plugin.errors import first_line
+from tlbench.plugin.validator import SOURCE, TARGET, TARGET_TEST, ValidationInputs
+from tlbench.training.selection import make_selector
+
+VALIDATOR_SALT = 5  # the validators' generator: seed * 1_000_003 + 5 (tlbench.execution.runner uses 1..4)
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 1_000_003 + VALIDATOR_SALT)
+
+
+def needs_source_holdout(spec, registry) -> bool:
+    """Hold out a source validation slice for this cell? When the validator that picks its
+    checkpoint reads source data, or when it is a search trial of a domain-adaptation pair (every
+    validator scores each trial)."""
+    name = spec.train.get("model_selection", "last")
+    if name != "last" and SOURCE in getattr(registry.get("validators", name).obj, "needs", ()):
+        return True
+    return bool(spec.trial) and spec.kind == DOMAIN_ADAPTATION
+
+
+@torch.no_grad()
+def features_and_logits(model, x, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Backbone features and head logits of every row of ``x`` (eval mode, no gradients)."""
+    features, logits = [], []
+    for i in range(0, len(x), batch_size):
+        f = model.backbone(x[i:i + batch_size])
+        features.append(f.float())
+        logits.append(model.head(f).float())
+    if not features:
+        return torch.empty(0), torch.empty(0)
+    return torch.cat(features), torch.cat(logits)
+
+
+def validation_inputs(model, needs, source_val, target_x, target_test, batch_size: int, seed: int) -> ValidationInputs | None:
+    """What a validator with ``needs`` sees of ``model``; None when an input it needs is missing
+    (no held-out source slice, say)."""
+    if (SOURCE in needs and (source_val is None or len(source_val) == 0)) or (TARGET_TEST in needs and target_test is None):
+        return None
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    inputs = ValidationInputs(generator=_generator(seed))
+    try:
+        if SOURCE in needs:
+            inputs.source_features, inputs.source_logits = features_and_logits(model, source_val.x, batch_size)
+            inputs.source_labels = source_val.y
+        if TARGET in needs:
+            inputs.target_features, inputs.target_logits = features_and_logits(model, target_x, batch_size)
+        if TARGET_TEST in needs:
+            inputs.target_test_logits = features_and_logits(model, target_test.x, batch_size)[1]
+            inputs.target_test_labels = target_test.y
+    finally:
+        for module, training in modes.items():
+            module.train(training)
+    return inputs
+
+
+def _validator(entry):
+    cls = entry.obj
+    return cls(), set(getattr(cls, "needs", ())) - ({TARGET_TEST} if not getattr(cls, "reads_target_test_labels", False) else set())
+
+
+def score_function(entry, source_val, target_x, target_test, batch_size: int, seed: int):
+    """``score(model)`` of one validator entry (for the checkpoint selector)."""
+    validator, needs = _validator(entry)
+    oracle_test = target_test if getattr(entry.obj, "reads_target_test_labels", False) else None
+
+    def score(model) -> float:
+        inputs = validation_inputs(model, needs, source_val, target_x, oracle_test, batch_size, seed)
+        if inputs is None:
+            raise ValueError(f"validator {entry.name!r} needs {', '.join(sorted(needs))}, which this run does not have")
+        return float(validator.score(inputs))
+    return score
+
+
+def checkpoint_selector(spec, registry, source_val, target_x, target_test):
+    """The selector of ``model_selection`` (None for ``last``): its validator scores checkpoints."""
+    name = spec.train.get("model_selection", "last")
+    if name == "last":
+        return None
+    entry = registry.get("validators", name)
+    score = score_function(entry, source_val, target_x, target_test, spec.train["eval_batch_size"], spec.seed)
+    return make_selector(spec.train, score, bool(getattr(entry.obj, "higher_is_better", True)))
+
+
+def score_validators(registry, model, source_val, target_x, target_test, batch_size: int, seed: int) -> dict:
+    """Every registered validator's score of the finished ``model`` for result.json:
+    ``validator_scores`` (name -> float, or None when it lacks an input or failed) and
+    ``validators`` (name -> direction, inputs, oracle flag, provenance, error if any)."""
+    scores, about = {}, {}
+    cache: dict[frozenset, ValidationInputs | None] = {}
+    for name in registry.names("validators"):
+        entry = registry.get("validators", name)
+        info = {**entry.obj.describe(), "plugin": entry.provenance.plugin} if hasattr(entry.obj, "describe") else {}
+        scores[name] = None
+        try:
+            validator, needs = _validator(entry)
+            key = frozenset(needs)
+            if key not in cache:
+                cache[key] = validation_inputs(model, needs, source_val, target_x, target_test, batch_size, seed)
+            if cache[key] is None:
+                info["missing"] = "needs held-out source data of the target's classes"
+            else:
+                cache[key].generator = _generator(seed)  # each validator starts from the same random state
+                value = float(validator.score(cache[key]))
+                scores[name] = value if math.isfinite(value) else None
+        except Exception as exc:  # noqa: BLE001 - a broken validator costs its score, not the run
+            info["error"] = first_line(exc)
+        about[name] = info
+    return {"validator_scores": scores, "validators": about}

@@ -1,0 +1,207 @@
+"""``[search]`` / ``--search N``: each grid group's trials, as normal grid cells (RunSpecs).
+
+A *group* is one (backbone, source, target, strategy, loss, shots); its search space is the
+strategy's and the loss's declared ``search_space`` plus ``[search.space.train]`` (searchable
+``[train]`` keys), where ``[search.space.NAME]`` replaces a plugin's declared space and options
+the user fixed with ``--set NAME.OPTION=...`` are not searched. Every trial runs at every grid
+seed (DomainBed's hparams seeds x trial seeds), so a validator can pick a trial per seed.
+
+A trial's spec carries ``trial = {index, sampler, seed, params, train}``: ``params`` the sampled
+values by ``NAME.OPTION``, ``train`` the sampled ``[train]`` keys (applied to the transfer
+recipe only, so the cached source model is shared by every trial of a seed). The sampled plugin
+options are the spec's options, so the run id follows from (search seed, sampler, trial index,
+configuration) and a rerun finds the same cells.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tlbench.grid.options import check_value
+from tlbench.grid.spec import DEFAULT_RESULTS_DIR, TRAIN_DEFAULTS, RunSpec
+from tlbench.plugin.errors import UserError, unknown
+from tlbench.search.sampling import PENDING, SAMPLERS, sample_configs
+from tlbench.search.space import SEARCHABLE_TRAIN, declared_space, parse_space
+from tlbench.training.optim import RECIPE_LIMITS
+
+SEARCH_KEYS = ("trials", "sampler", "seed", "objective", "startup", "defaults_first", "space")
+MAX_TRIALS = 10_000
+ROLES = {"strategies": "strategy", "adaptation_losses": "loss"}
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """A validated ``[search]`` table."""
+
+    trials: int
+    sampler: str = "random"
+    seed: int = 0
+    objective: str = "source-val"  # the validator TPE optimises (the random sampler ignores it)
+    startup: int = 4  # TPE: trials sampled at random before it models the results
+    defaults_first: bool = True  # trial 0 runs the plugins' defaults
+    space: dict = dataclasses.field(default_factory=dict)
+
+
+def _whole(key: str, value, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise UserError(f"search `{key}` must be a whole number in {low}..{high}, got {value!r}")
+    return value
+
+
+def search_settings(config: dict, registry) -> SearchSettings | None:
+    """The grid's ``[search]`` table validated (None when there is none); bad values are one line."""
+    table = config.get("search")
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise UserError("`search` must be a table: [search] trials = 8, sampler = \"random\", seed = 0")
+    bad = [k for k in table if k not in SEARCH_KEYS]
+    if bad:
+        raise unknown("search setting", bad[0], SEARCH_KEYS)
+    if "trials" not in table:
+        raise UserError("[search] needs `trials` (how many configurations per group), or pass --search N")
+    trials = _whole("trials", table["trials"], 1, MAX_TRIALS)
+    sampler = table.get("sampler", "random")
+    if sampler not in SAMPLERS:
+        raise UserError(f"search `sampler` = {sampler!r} is not one of {', '.join(SAMPLERS)}")
+    objective = table.get("objective", "source-val")
+    if not isinstance(objective, str):
+        raise UserError(f"search `objective` must be a validator name, got {objective!r}")
+    registry.get("validators", objective)
+    defaults_first = table.get("defaults_first", True)
+    if not isinstance(defaults_first, bool):
+        raise UserError(f"search `defaults_first` must be true or false, got {defaults_first!r}")
+    space = table.get("space", {})
+    if not isinstance(space, dict) or not all(isinstance(v, dict) for v in space.values()):
+        raise UserError("[search.space] must hold one table per plugin (or `train`), e.g. [search.space.dann] weight = {low = 0.1, high = 10.0, log = true}")
+    return SearchSettings(trials, sampler, _whole("seed", table.get("seed", 0), 0, 2**31 - 1), objective,
+                          _whole("startup", table.get("startup", 4), 1, MAX_TRIALS), defaults_first, space)
+
+
+def _fixed_options(config: dict) -> set[tuple[str, str]]:
+    """(plugin name, option) pairs the user set explicitly: held fixed, never searched."""
+    fixed = set()
+    for name, options in (config.get("set") or {}).items():
+        if not isinstance(options, dict):
+            continue
+        if name in ("strategy", "loss", "backbone", "dataset") and all(isinstance(v, dict) for v in options.values()):
+            fixed |= {(sub, key) for sub, sub_options in options.items() for key in sub_options}
+        else:
+            fixed |= {(name, key) for key in options}
+    return fixed
+
+
+def group_space(spec: RunSpec, registry, settings: SearchSettings, fixed: set) -> tuple[dict, dict]:
+    """(distributions, defaults) by ``NAME.OPTION`` / ``train.KEY`` for the group of ``spec``."""
+    distributions, defaults = {}, {}
+    for kind, name, options in (("strategies", spec.strategy, spec.strategy_options),
+                                ("adaptation_losses", spec.loss, spec.loss_options)):
+        entry = registry.get(kind, name)
+        what = f"{ROLES[kind]} {name!r}"
+        space = settings.space[name] if name in settings.space else declared_space(entry)
+        for key, dist in parse_space(what, space, entry.defaults).items():
+            if (name, key) not in fixed:
+                distributions[f"{name}.{key}"], defaults[f"{name}.{key}"] = dist, options[key]
+    train_space = settings.space.get("train")
+    limits = {k: RECIPE_LIMITS.get(k, (1e-12, 100.0)) for k in SEARCHABLE_TRAIN}
+    train_defaults = {k: TRAIN_DEFAULTS[k] for k in SEARCHABLE_TRAIN}
+    for key, dist in parse_space("train", train_space, train_defaults, limits).items():
+        if ("train", key) not in fixed:
+            distributions[f"train.{key}"], defaults[f"train.{key}"] = dist, spec.train[key]
+    return distributions, defaults
+
+
+def group_key(spec: RunSpec) -> tuple:
+    return (spec.backbone, spec.source, spec.target, spec.strategy, spec.loss, spec.shots)
+
+
+def group_seed(seed: int, key: tuple) -> int:
+    """A per-group sampler seed derived from the search seed (stable across runs and machines)."""
+    digest = hashlib.sha256(json.dumps([seed, list(map(str, key))]).encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+def trial_spec(spec: RunSpec, registry, settings: SearchSettings, index: int, params: dict) -> RunSpec:
+    """``spec`` with trial ``index``'s sampled ``params`` applied."""
+    strategy, loss, train = dict(spec.strategy_options), dict(spec.loss_options), {}
+    for name, value in params.items():
+        plugin, _, key = name.partition(".")
+        if plugin == "train":
+            train[key] = check_value("train", key, value, TRAIN_DEFAULTS[key])
+        elif plugin == spec.strategy:
+            strategy[key] = check_value(f"strategy {plugin!r}", key, value, registry.get("strategies", plugin).defaults[key])
+        else:
+            loss[key] = check_value(f"loss {plugin!r}", key, value, registry.get("adaptation_losses", plugin).defaults[key])
+    for kind, name, options in (("strategies", spec.strategy, strategy), ("adaptation_losses", spec.loss, loss)):
+        check = registry.get(kind, name).meta.get("check_options")
+        if callable(check):
+            check(options)
+    trial = {"index": index, "sampler": settings.sampler, "seed": settings.seed, "params": params, "train": train,
+             "defaults": index == 0 and settings.defaults_first}
+    return dataclasses.replace(spec, strategy_options=strategy, loss_options=loss, trial=trial)
+
+
+def _read_result(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def trial_value(results_dir: Path, specs: list[RunSpec], objective: str):
+    """A trial's objective: the mean of ``objective``'s score over its seeds' ok runs; None when
+    every run failed or has no score; PENDING while any run has not finished."""
+    scores = []
+    for spec in specs:
+        record = _read_result(results_dir / spec.dirname / "result.json")
+        if record is None or record.get("run_id") != spec.run_id or record.get("status") not in ("ok", "failed"):
+            return PENDING
+        score = (record.get("validator_scores") or {}).get(objective)
+        if record["status"] == "ok" and isinstance(score, (int, float)):
+            scores.append(float(score))
+    return sum(scores) / len(scores) if scores else None
+
+
+def expand_search(config: dict, registry, specs: list[RunSpec], log=None) -> list[RunSpec]:
+    """The grid's cells replaced by every group's trials (all seeds each); ``specs`` unchanged
+    without a ``[search]`` table. With TPE only the trials whose configuration is known now."""
+    settings = search_settings(config, registry)
+    if settings is None:
+        return specs
+    fixed = _fixed_options(config)
+    results_dir = Path(config.get("results_dir") or DEFAULT_RESULTS_DIR)
+    maximize = registry.get("validators", settings.objective).obj.higher_is_better
+    groups: dict[tuple, list[RunSpec]] = {}
+    for spec in specs:
+        groups.setdefault(group_key(spec), []).append(spec)
+    out = []
+    for key, members in groups.items():
+        distributions, defaults = group_space(members[0], registry, settings, fixed)
+        if not distributions and log is not None:
+            log(f"{' '.join(map(str, key))}: nothing to search (no search_space); one trial at the defaults")
+
+        def value_of(index, params, members=members):
+            return trial_value(results_dir, [trial_spec(s, registry, settings, index, params) for s in members], settings.objective)
+
+        configs = sample_configs(distributions, settings.trials, settings.sampler, group_seed(settings.seed, key),
+                                 settings.startup, defaults if settings.defaults_first else None, value_of, maximize)
+        for index, params in enumerate(configs):
+            out.extend(trial_spec(s, registry, settings, index, params) for s in members)
+    return out
+
+
+def total_trials(config: dict, registry, specs: list[RunSpec]) -> int | None:
+    """How many trial cells the finished search will have (None without a search)."""
+    settings = search_settings(config, registry)
+    if settings is None:
+        return None
+    fixed = _fixed_options(config)
+    groups: dict[tuple, list[RunSpec]] = {}
+    for spec in specs:
+        groups.setdefault(group_key(spec), []).append(spec)
+    return sum(len(members) * (settings.trials if group_space(members[0], registry, settings, fixed)[0] else 1)
+               for members in groups.values())
