@@ -221,3 +221,10 @@ def test_dry_run_builds_each_backbone_configuration_once_and_keeps_the_rng(tmp_p
     assert len(built) == 1  # cached for the process
     expand({**grid, "set": {"counted": {"width": 8}}}, registry)
     assert built[-1] == ((1, 8, 8), 8) and len(built) == 2
+
+
+def test_plugins_name_says_where_validator_and_estimator_options_apply():
+    validator = run_cli("plugins", "dev", env={**os.environ, "COLUMNS": "120"}).stdout
+    assert "dev (validator)" in validator and "cannot be set" in validator and "--set dev." not in validator
+    estimator = run_cli("plugins", "knn", env={**os.environ, "COLUMNS": "120"}).stdout
+    assert "knn (estimator)" in estimator and "tlbench rank --set knn.OPTION=VALUE" in estimator

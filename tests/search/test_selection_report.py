@@ -50,3 +50,16 @@ def test_main_table_shows_the_trials_select_picks_and_says_so():
     assert "Search:" not in leaderboard.caption(leaderboard.aggregate(plain))
     with pytest.raises(UserError, match="no trial has a score of that validator; use one of entropy, source-val, target-oracle"):
         annotate(RUNS, "snd")
+
+
+def test_exports_hold_the_selection_tables():
+    import json
+
+    from tlbench.report.formats import export
+
+    md = export(RUNS, "md")
+    assert "## Model selection over search trials" in md and "| 65.0 | 80.0 (5.0) | 65.0 (20.0) | 85.0 |" in md
+    (row,) = json.loads(export(RUNS, "json"))["selection"]
+    assert row["validators"]["entropy"]["regret"] == pytest.approx(0.05)
+    plain = [dict(r, trial=None) for r in RUNS[:1]]  # no search: no section
+    assert "Model selection" not in export(plain, "md") and json.loads(export(plain, "json"))["selection"] == []

@@ -187,8 +187,7 @@ def _render_details(found: list[dict]) -> None:
             shown = ", ".join(map(str, value)) if isinstance(value, list) else value
             console.print(Padding(f"{key}: {shown}", (0, 0, 0, 2)), markup=False)
         if item["options"]:
-            console.print(Padding(f"options (--set {item['name']}.OPTION=VALUE, or [set.{item['name']}] in a grid file):",
-                                  (0, 0, 0, 2)), markup=False)
+            console.print(Padding(_options_header(item), (0, 0, 0, 2)), markup=False)
             table = Table(box=None, padding=(0, 2, 0, 4), show_edge=False)
             table.add_column("option", no_wrap=True)
             table.add_column("default", overflow="fold")
@@ -201,3 +200,14 @@ def _render_details(found: list[dict]) -> None:
             console.print(Padding("options: (none)", (0, 0, 0, 2)))
         if "search_space" in item:
             console.print(Padding(f"search_space: {json.dumps(item['search_space'])}", (0, 0, 0, 2)), markup=False)
+
+
+def _options_header(item: dict) -> str:
+    """Where a plugin's options can be set: validators always run at their defaults, estimators
+    take ``--set`` on ``tlbench rank``; every other kind takes ``--set`` and ``[set.NAME]``."""
+    name = item["name"]
+    if item["kind"] == "validator":
+        return "options (validators run at these defaults; they cannot be set yet):"
+    if item["kind"] == "estimator":
+        return f"options (tlbench rank --set {name}.OPTION=VALUE):"
+    return f"options (--set {name}.OPTION=VALUE, or [set.{name}] in a grid file):"

@@ -11,6 +11,7 @@ from tlbench.report.leaderboard import (
     COLUMNS, ID_COLUMNS, NEG_RULE, ROW_KEYS, TIE_RULE, aggregate, caption, choose_columns, failure_cell, failures,
     id_text, mark, pair_groups, show_selection_column,
 )
+from tlbench.report.selection import selection_markdown, selection_rows
 from tlbench.report.transferability import html_section, json_section, markdown_section
 
 EXPORT_COLUMNS = ROW_KEYS + ("seeds", "rank", "best", "tie_with_best")
@@ -72,19 +73,25 @@ def export(results: list[dict], fmt: str, columns: str | None = None, plots: dic
     ``columns`` picks the columns of csv/md/html (see ``choose_columns``); json holds every field.
     ``plots`` ({title: PNG path}) are embedded in the html page. md, json and html also hold the
     estimator-vs-accuracy section (tlbench.report.transferability); csv has it in its own file
-    (``export_all``), since a csv holds one table.
+    (``export_all``), since a csv holds one table. md and json also hold the search-selection
+    tables (tlbench.report.selection) when the results contain search trials.
     """
     rows = aggregate(results)
     if fmt == "json":
         notes = {"tie_rule": TIE_RULE, "negative_transfer_rule": NEG_RULE,
                  "captions": {pair: caption(group) for pair, group in pair_groups(rows).items()}}
         return json.dumps({"leaderboard": rows, "failures": failures(results), "notes": notes,
-                           "transferability": json_section(results)}, indent=2) + "\n"
+                           "transferability": json_section(results), "selection": selection_rows(results)},
+                          indent=2) + "\n"
     keys = choose_columns(columns, rows)
     if fmt == "csv":
         return _csv(rows, keys)
     if fmt == "md":
-        return _markdown(rows, keys, failures(results), markdown_section(results))
+        selection = selection_markdown(results)  # search trials: each validator's pick and regret
+        sections = markdown_section(results)
+        if selection:
+            sections += ["", "## Model selection over search trials", "", *selection.rstrip("\n").split("\n")]
+        return _markdown(rows, keys, failures(results), sections)
     if fmt == "html":
         return render_html(rows, keys, failures(results), plots or {}, sections=html_section(results))
     raise ValueError(f"unknown format {fmt!r}")
