@@ -142,7 +142,8 @@ def test_run_records_int8_fields_and_saves_weights(digits_run):
     assert result["ort_settings"]["intra_op_num_threads"] >= 1
     assert result["ort_provider"] == "CPUExecutionProvider"
     assert result["speed"]["amp"] is False and result["speed"]["device"] == "cpu"
-    assert {"export", "verify", "int8", "ort_latency", "torch_latency", "reference"} <= set(result["deploy_seconds"])
+    assert {"export", "verify", "int8", "ort_latency", "torch_latency"} <= set(result["deploy_seconds"])
+    assert "reference" not in result["deploy_seconds"]  # a CPU run verifies against the evaluation's logits
     state = torch.load(run_dir / "model.pt", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
 
@@ -220,6 +221,13 @@ def test_export_rebuilds_a_stored_run(digits_run, tmp_path):
     assert report["onnx_top1_agreement"] == 1.0 and report["onnx_max_abs_diff"] < 1e-3
     assert abs(report["torch_target_acc"] - result["target_acc"]) < 1e-6
     assert "int8_method" not in report and not (tmp_path / "again.int8.onnx").exists()
+    # the re-exported model carries the same training-input statistics as the run's, so predict can warn
+    import onnx
+
+    def stats(path):
+        return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}["tlbench.input_stats"]
+
+    assert json.loads(stats(out)) == json.loads(stats(run_dir / "model.onnx"))
     bad = run_cli("export", tmp_path)
     assert bad.returncode == 2 and "result.json" in bad.stderr
 

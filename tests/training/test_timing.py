@@ -32,28 +32,24 @@ def test_cuda_device_synchronises_through_torch(monkeypatch):
     assert seen == ["cuda:0"]
 
 
-def test_runner_times_torch_with_a_cuda_sync_on_gpu_runs(monkeypatch):
-    """The runner passes a sync that calls torch.cuda.synchronize when its device is CUDA."""
-    import tlbench.execution.runner as runner
+def test_deployment_times_torch_with_a_cuda_sync_on_gpu_runs(monkeypatch):
+    """deploy_cell passes a sync that calls torch.cuda.synchronize when its device is CUDA, and
+    times batch 64 after a single warm-up call."""
+    import tlbench.execution.deployment as deployment
 
     captured = []
-    real = runner.median_ms
+    real = deployment.median_ms
 
     def spy(fn, repeats=30, warmup=3, sync=None):
-        captured.append(sync)
+        captured.append((sync, warmup))
         return real(fn, repeats=1, warmup=0, sync=sync)
 
     seen = []
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: seen.append(str(device)))
-    monkeypatch.setattr(runner, "median_ms", spy)
-    r = runner.Runner.__new__(runner.Runner)
-    r.device = "cuda"
+    monkeypatch.setattr(deployment, "median_ms", spy)
 
     class Stop(Exception):
         pass
-
-    def stop(*a, **k):
-        raise Stop
 
     class Model(torch.nn.Module):
         def forward(self, x):
@@ -70,8 +66,9 @@ def test_runner_times_torch_with_a_cuda_sync_on_gpu_runs(monkeypatch):
         train = {"latency_repeats": 3, "eval_batch_size": 8}
 
     try:
-        r._latency_and_export(Spec(), Model(), None, (3,), Split(), None)
+        deployment.deploy_cell(Spec(), Model(), None, (3,), Split(), None, "cuda", {})
     except Stop:
         pass
-    assert len(captured) == 2 and all(callable(s) for s in captured)
+    assert len(captured) == 2 and all(callable(sync) for sync, _ in captured)
+    assert [warmup for _, warmup in captured] == [3, deployment.B64_WARMUP]
     assert seen and all(d == "cuda" for d in seen)

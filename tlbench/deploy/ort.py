@@ -70,7 +70,7 @@ def ort_logits(session, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
     return np.concatenate([session.run(None, {name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)])
 
 
-def ort_latency_ms(session, x: np.ndarray, repeats: int) -> float:
+def ort_latency_ms(session, x: np.ndarray, repeats: int, warmup: int = 3) -> float:
     """Median onnxruntime latency for one call on ``x`` (tlbench.utils.timing: warm-up, median)."""
     name = session.get_inputs()[0].name
-    return median_ms(lambda: session.run(None, {name: x}), repeats=repeats)
+    return median_ms(lambda: session.run(None, {name: x}), repeats=repeats, warmup=warmup)

@@ -10,12 +10,17 @@ BatchNorm diagnostic on a capped, seeded subset.
   reference the exported model is checked against (tlbench.execution.deployment).
 - ``*_acc_batch_stats`` (accuracy with every BatchNorm normalising with the batch's own
   statistics) is a diagnostic of whether the stored statistics match the weights. It runs on at
-  most :data:`BATCH_STATS_ROWS` test rows per domain (a seeded subset) in chunks of
-  ``eval_batch_size``, and the ``evaluation`` record gives the rows used and the
-  stored-statistics accuracy on those very rows, so the gap can be read like for like.
+  most :data:`BATCH_STATS_ROWS` test rows per domain (a seeded subset), in batches of
+  ``eval_batch_size`` rows in all (half of them the other domain's when the statistics mixed
+  both), and the ``evaluation`` record gives the rows used and the stored-statistics accuracy on
+  those very rows, so the gap can be read like for like. Measured on a DANN smallcnn cell: the
+  gap on 512 rows (0.4-0.6 points over four seeds) is the gap on all 1000 (0.5-0.6); on 256
+  rows in one batch it ranged from -0.4 to 2.3 points.
 """
 
 from __future__ import annotations
+
+import time
 
 import torch
 
@@ -23,7 +28,7 @@ from tlbench.training.batchnorm import batch_statistics_accuracy
 from tlbench.training.loop import predict_logits
 
 CPU_EVAL_ROWS = 128
-BATCH_STATS_ROWS = 512
+BATCH_STATS_ROWS = 512  # test rows per domain
 BATCH_STATS_SALT = 6  # the subset's generator: seed * 1_000_003 + 6 (runner 1..4, validators 5)
 
 
@@ -60,7 +65,9 @@ def batch_stats(model, split, other, logits, bn_inputs: list[str], domain: str, 
     index = _subset(len(split.x), generator)
     x, y = _rows(split.x, index), _rows(split.y, index)
     companion = _rows(other.x, _subset(len(other.x), generator)) if len(domains) == 2 else None
-    acc = batch_statistics_accuracy(model, x, y, batch_size, companion=companion)
+    # every normalising batch holds batch_size rows in all, companions included
+    rows = max(1, batch_size // 2) if companion is not None else batch_size
+    acc = batch_statistics_accuracy(model, x, y, rows, companion=companion)
     if acc is None:
         return None, None
     return acc, {"rows": len(y), "of": len(split.y), "stored_statistics_acc": _accuracy(_rows(logits, index), y)}
@@ -69,6 +76,7 @@ def batch_stats(model, split, other, logits, bn_inputs: list[str], domain: str, 
 def evaluate_cell(model, target_test, source_test, bn_inputs: list[str], differ: bool, batch_size: int, device,
                   seed: int) -> tuple[dict, torch.Tensor]:
     """(the accuracy fields of result.json, the target test logits on the CPU)."""
+    start = time.perf_counter()
     rows = eval_rows(batch_size, device)
     target_logits = predict_logits(model, target_test.x, rows)
     # the target head on source data means nothing when the classes differ
@@ -84,8 +92,9 @@ def evaluate_cell(model, target_test, source_test, bn_inputs: list[str], differ:
         "source_acc_batch_stats": source_bs,
         "target_acc_batch_stats": target_bs,
         "evaluation": {
+            "seconds": round(time.perf_counter() - start, 4),
             "rows_per_pass": rows,
-            "batch_stats": {"chunk_rows": batch_size, "max_rows": BATCH_STATS_ROWS, "seed_salt": BATCH_STATS_SALT,
+            "batch_stats": {"batch_rows": batch_size, "max_rows": BATCH_STATS_ROWS, "seed_salt": BATCH_STATS_SALT,
                             "source": source_info, "target": target_info},
         },
     }

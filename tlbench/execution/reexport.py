@@ -29,6 +29,7 @@ def export_run(run_dir, registry, output=None, int8: bool = True, dynamo: bool |
     """Re-export the run stored in ``run_dir``; returns what was written and how it checked."""
     from tlbench.training.model import build_model
     from tlbench.deploy.onnx_export import export_onnx, verify
+    from tlbench.deploy.input_stats import STATS_KEY, input_statistics
     from tlbench.deploy.quantize import int8_report
     from tlbench.execution.runner import Runner, onnx_metadata
     from tlbench.training.loop import predict_logits
@@ -62,7 +63,12 @@ def export_run(run_dir, registry, output=None, int8: bool = True, dynamo: bool |
     reference = predict_logits(model, x, batch)
     path = Path(output) if output else run_dir / ONNX_FILE
     use_dynamo = spec.train.get("export_dynamo", True) if dynamo is None else dynamo
-    export_onnx(model, x[:2], path, onnx_metadata(spec, dataset, shape, runner._versions), dynamo=use_dynamo)
+    metadata = onnx_metadata(spec, dataset, shape, runner._versions)
+    train_x = data["target_train"].x  # the statistics `tlbench predict` compares inputs with, as in the run
+    train_x = train_x.cpu().numpy() if hasattr(train_x, "cpu") else np.asarray(train_x)
+    if len(train_x):
+        metadata[STATS_KEY] = input_statistics(train_x, sequence=len(shape) == 2, seed=spec.seed)
+    export_onnx(model, x[:2], path, metadata, dynamo=use_dynamo)
     check = verify(path, reference, x, test.y, "cpu", batch)
     check.pop("_session")
     out = {"onnx_path": str(path), "torch_target_acc": float((reference.argmax(1) == test.y).float().mean()), **check}

@@ -23,8 +23,8 @@ from tlbench.search.scoring import checkpoint_selector, needs_source_holdout, sc
 from tlbench.execution.results import MODEL_FILE, RESULT_FILE, artifact_digests, describe_failure, remove_stale_temps, write_json_atomic
 from tlbench.execution.deployment import deploy_cell
 from tlbench.training.speed import HostTensor, SpeedSettings, resolve_speed
-from tlbench.training.batchnorm import batch_statistics_accuracy
-from tlbench.training.loop import accuracy, pretrain_source, transfer
+from tlbench.execution.evaluation import eval_rows, evaluate_cell
+from tlbench.training.loop import pretrain_source, transfer
 from tlbench.training.optim import recipe_of, transfer_recipe
 from tlbench.transferability.cell import cell_transferability
 from tlbench.training.convergence import has_flattened, supervised_trace
@@ -42,17 +42,6 @@ def onnx_metadata(spec: RunSpec, dataset, shape, versions_: dict) -> dict:
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def _batch_stats_acc(model, split, other, bn_inputs: list[str], domain: str, batch_size: int) -> float | None:
-    """Accuracy on ``split`` (of ``domain``) with BatchNorm statistics taken from test batches
-    composed like the ones the stored statistics describe (``bn_inputs``): mixed with ``other``
-    when they mixed both domains. None when they never saw ``domain``, without BatchNorm, or
-    for host-resident data too large to hold."""
-    domains = {"source" if name == "source" else "target" for name in bn_inputs}
-    if domain not in domains or not isinstance(split.x, torch.Tensor) or not isinstance(other.x, torch.Tensor):
-        return None
-    return batch_statistics_accuracy(model, split.x, split.y, batch_size, companion=other.x if len(domains) == 2 else None)
 
 
 def _seed_generator(seed: int, salt: int) -> torch.Generator:
@@ -274,7 +263,9 @@ class Runner:
         cache.save_state(run_dir / MODEL_FILE, model.state_dict())  # for `tlbench export RUN_DIR`
 
         target_test, source_test = data["target_test"], data["source_test"]
-        batch = train["eval_batch_size"]
+        batch = eval_rows(train["eval_batch_size"], self.device)  # rows per eval-mode pass
+        evaluated, target_logits = evaluate_cell(  # accuracies; the target logits are deployment's reference
+            model, target_test, source_test, stats.bn_inputs, differ, train["eval_batch_size"], self.device, spec.seed)
         result = {
             **source_info,
             "backbone_weights": weights_info,
@@ -284,13 +275,7 @@ class Runner:
             "transfer_kind": spec.kind,
             "target_classes": list(tgt_ds.classes),
             "source_classes": None if source_classes is None else list(source_classes),
-            "target_acc": accuracy(model, target_test, batch),
-            # the target head on source data means nothing when the classes differ
-            "source_acc": None if differ else accuracy(model, source_test, batch),
-            # the same model normalising with each test batch's own statistics: a large gap to
-            # source_acc means the stored BatchNorm statistics do not match the weights
-            "source_acc_batch_stats": None if differ else _batch_stats_acc(model, source_test, target_test, stats.bn_inputs, "source", batch),
-            "target_acc_batch_stats": _batch_stats_acc(model, target_test, source_test, stats.bn_inputs, "target", batch),
+            **evaluated,
             "bn_inputs": stats.bn_inputs,
             "transfer_recipe": ctx.recipe,
             "lr_groups": stats.lr_groups,
@@ -309,10 +294,11 @@ class Runner:
             **score_validators(self.registry, model, source_val, data["target_train"].x, target_test, batch, spec.seed),
         }
         result.update(
-            self._latency_and_export(spec, model, tgt_ds, shape, target_test, run_dir, calibration=data["target_train"].x)
+            self._latency_and_export(spec, model, tgt_ds, shape, target_test, run_dir, calibration=data["target_train"].x,
+                                     reference=target_logits)
         )
         return result
 
-    def _latency_and_export(self, spec, model, dataset, shape, test, run_dir: Path, calibration=None) -> dict:
+    def _latency_and_export(self, spec, model, dataset, shape, test, run_dir: Path, calibration=None, reference=None) -> dict:
         metadata = onnx_metadata(spec, dataset, shape, self._versions)
-        return deploy_cell(spec, model, dataset, shape, test, run_dir, self.device, metadata, calibration)
+        return deploy_cell(spec, model, dataset, shape, test, run_dir, self.device, metadata, calibration, reference)
