@@ -2,8 +2,8 @@
 
 How much of the features' variance the class means carry, measured in the features' own
 metric. With fewer examples than feature dimensions ``cov(f)`` is singular: the plain score uses
-its pseudo-inverse (as published implementations do), where the value drifts towards
-``classes - 1`` for every model; ``shrinkage = "ledoit-wolf"`` estimates ``cov(f)`` with
+its pseudo-inverse (as published implementations do) and the value is exactly ``classes - 1``
+for every model, so the plain score refuses that case (the estimator records an error, no score); ``shrinkage = "ledoit-wolf"`` estimates ``cov(f)`` with
 Ledoit-Wolf shrinkage instead (the regularised H-score of Ibrahim et al., 2022).
 """
 
@@ -26,6 +26,10 @@ def hscore(features: np.ndarray, labels: np.ndarray, shrinkage: str = "none") ->
 
         cov_f = ledoit_wolf(f, assume_centered=True)[0]
     else:
+        if len(f) <= f.shape[1]:
+            # rank(cov f) < d: the pseudo-inverse makes the score exactly classes - 1 for any features
+            raise ValueError(f"H-score is degenerate with {len(f)} examples for {f.shape[1]} feature dimensions "
+                             "(it equals classes - 1 for every model); use hscore-lw (Ledoit-Wolf shrinkage)")
         cov_f = f.T @ f / len(f)
     class_means = np.zeros_like(f)
     for k in np.unique(labels):

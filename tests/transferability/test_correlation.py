@@ -122,3 +122,28 @@ def test_export_all_writes_the_section_to_csv_and_html(tmp_path):
     assert '>d@d:s</td>' in page and "Transferability" in paths["leaderboard.md"].read_text(encoding="utf-8")
     bare = {p.name for p in export_all([dict(r, transferability=None) for r in grid()], tmp_path / "bare")}
     assert "transferability.csv" not in bare
+
+
+def test_scores_equal_up_to_float_noise_are_ties_not_a_ranking():
+    from tlbench.transferability.correlation import correlations
+
+    def record(backbone, acc, score):
+        return {"status": "ok", "backbone": backbone, "source": "digits:mnist", "target": "digits:uci",
+                "strategy": "finetune", "loss": "none", "shots": 10, "target_acc": acc,
+                "transferability": {"scores": {"flat": score, "real": acc}}}
+
+    results = [record("a", 0.9, 9.0 + 1e-13), record("b", 0.5, 9.0 - 1e-13), record("c", 0.7, 9.0)]
+    rows = {row["estimator"]: row for row in correlations(results)}
+    assert rows["flat"]["kendall_tau"] is None and rows["flat"]["picked"] == "(all tied)" and rows["flat"]["regret"] is None
+    assert rows["real"]["kendall_tau"] == pytest.approx(1.0) and rows["real"]["regret"] == 0
+
+
+def test_plain_hscore_refuses_fewer_examples_than_dimensions():
+    import numpy as np
+
+    from tlbench_plugins.estimators.hscore import hscore
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="hscore-lw"):
+        hscore(rng.normal(size=(20, 64)), np.repeat(np.arange(4), 5))
+    assert hscore(rng.normal(size=(200, 8)), np.repeat(np.arange(4), 50)) < 1.0  # random features carry little

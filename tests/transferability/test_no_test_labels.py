@@ -79,7 +79,8 @@ def cell(registry, poison: str, strategy="finetune") -> object:
 def test_poisoned_test_labels_leave_every_rank_score_unchanged(setup, shots):
     registry, runner = setup
     clean = ranked(registry, runner, "none", shots)
-    assert all(value is not None for value in clean.values()), clean
+    # plain H-score refuses fewer labeled examples than feature dimensions (it would be classes - 1 for any model)
+    assert all(value is not None for name, value in clean.items() if name != "hscore"), clean
     assert ranked(registry, runner, "test", shots) == clean
     # the scores do read labels: poisoned TRAIN labels change them
     assert ranked(registry, runner, "train", shots)["logme"] != clean["logme"]

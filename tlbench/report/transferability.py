@@ -42,7 +42,7 @@ def correlation_groups(results: list[dict]) -> dict[str, list[dict]]:
 def _cells(row: dict) -> list[str]:
     """The displayed cells of one row, in ``COLUMNS`` order."""
     return [row["estimator"], f"{row['candidates']}/{row['of']}", _num(row["kendall_tau"]),
-            _num(row["weighted_tau"]), row["picked"], f"{100 * row['regret']:.1f}"]
+            _num(row["weighted_tau"]), row["picked"], "-" if row["regret"] is None else f"{100 * row['regret']:.1f}"]
 
 
 def render_transferability(results: list[dict], console) -> None:
@@ -107,7 +107,7 @@ def html_section(results: list[dict]) -> list[str]:
                      + "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS) + "</tr></thead><tbody>")
         for row in rows:
             sort_values = [row["estimator"], str(row["candidates"]), *(repr(v) if v is not None else ""
-                           for v in (row["kendall_tau"], row["weighted_tau"])), row["picked"], repr(row["regret"])]
+                           for v in (row["kendall_tau"], row["weighted_tau"])), row["picked"], "" if row["regret"] is None else repr(row["regret"])]
             parts.append("<tr>" + "".join(
                 f'<td class="{"" if i in (0, 4) else "num"}" data-v="{html.escape(v)}">{html.escape(text)}</td>'
                 for i, (text, v) in enumerate(zip(_cells(row), sort_values))) + "</tr>")

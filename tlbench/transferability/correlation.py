@@ -60,12 +60,19 @@ def correlations(results: list[dict]) -> list[dict]:
     for group, members in sorted(candidates(results).items(), key=lambda item: tuple(map(str, item[0]))):
         names = sorted({n for m in members.values() for n in m["scores"]})
         for name in names:
-            scored = [(c, m["acc"], m["scores"][name]) for c, m in members.items() if m["scores"].get(name) is not None]
+            # 9 significant digits: scores that differ only by float noise are ties, not a ranking
+            scored = [(c, m["acc"], float(f"{m['scores'][name]:.9g}")) for c, m in members.items()
+                      if m["scores"].get(name) is not None]
             if len(scored) < MIN_CANDIDATES:
+                continue
+            best_acc = max(s[1] for s in scored)
+            if len({s[2] for s in scored}) == 1:  # every candidate scored the same: no ranking, no pick
+                rows.append({**dict(zip(GROUP_KEYS + ("model_selection",), group)), "estimator": name,
+                             "candidates": len(scored), "of": len(members), "kendall_tau": None, "weighted_tau": None,
+                             "picked": "(all tied)", "picked_acc": None, "best_acc": best_acc, "regret": None})
                 continue
             tau, weighted = kendall([s[1] for s in scored], [s[2] for s in scored])
             pick = max(scored, key=lambda s: s[2])
-            best_acc = max(s[1] for s in scored)
             rows.append({
                 **dict(zip(GROUP_KEYS + ("model_selection",), group)),
                 "estimator": name, "candidates": len(scored), "of": len(members),
