@@ -49,6 +49,25 @@ def test_exported_input_output_and_axis_names(registry, tmp_path, dynamo, backbo
 
 @pytest.mark.parametrize("dynamo", EXPORTERS)
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_recurrent_exports_keep_batch_and_time_free_export_after_export(registry, tmp_path, dynamo, cell, layers):
+    # With named torch.export Dims, every sequence model a process exported after its first one
+    # had its time axis fixed to the example's length: a grid exports several, so export two.
+    torch.manual_seed(0)
+    entry = registry.get("backbones", cell)
+    for i, depth in enumerate((3 - layers, layers)):
+        model = build_model(entry, (20, 6), 10, {**entry.defaults, "layers": depth}).eval()
+        path = tmp_path / f"r{i}.onnx"
+        export_onnx(model, torch.randn(4, 20, 6), path, {}, dynamo=dynamo)
+        assert input_axes(path) == ("input", ["batch", "time", 6])
+        session = make_session(path)[0]
+        x = torch.randn(3, 33, 6)
+        with torch.no_grad():
+            assert np.allclose(_logits(session, x.numpy()), model(x).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("dynamo", EXPORTERS)
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_recurrent_int8_models_exist_and_run_at_two_batches_and_lengths(registry, tmp_path, dynamo, cell):
     torch.manual_seed(0)
     model = build_model(registry.get("backbones", cell), (20, 6), 6, {"hidden": 32, "layers": 2}).eval()

@@ -38,7 +38,10 @@ def _export_proto(model, example, sequence: bool, dynamo: bool) -> onnx.ModelPro
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if dynamo:
-            shapes = ({axis: torch.export.Dim(name) for axis, name in names.items()},)
+            # Dim.AUTO, not a named Dim: with named Dims torch 2.14 silently fixed the time axis of
+            # some stacked LSTM/GRU exports to the example's length (measured: 2 layers, hidden 64).
+            # The exporter's own symbols are renamed afterwards (_rename_symbols).
+            shapes = ({axis: torch.export.Dim.AUTO for axis in names},)
             program = torch.onnx.export(
                 model, (example,), None, dynamo=True, dynamic_shapes=shapes, input_names=[INPUT],
                 output_names=[OUTPUT], optimize=True, verbose=False,
@@ -67,6 +70,15 @@ def _rename_symbols(proto: onnx.ModelProto, sequence: bool) -> None:
                 dim.dim_param = renames[dim.dim_param]
 
 
+def _check_free_axes(proto: onnx.ModelProto, sequence: bool) -> None:
+    """Refuse a graph whose batch (or time) axis the exporter fixed to the example's size."""
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    fixed = [name for axis, name in axis_names(sequence).items() if axis < len(dims) and dims[axis].dim_param != name]
+    if fixed:
+        raise RuntimeError(f"the ONNX exporter fixed the {', '.join(fixed)} axis of the input to the example's size; "
+                           "export with the TorchScript exporter instead (--set train.export_dynamo=false)")
+
+
 def export_onnx(model: torch.nn.Module, example: torch.Tensor, path, metadata: dict, dynamo: bool = True) -> None:
     """Export ``model`` (eval mode, on CPU) with named dynamic axes (``batch``; ``time`` for 3-D
     sequence inputs), without debug records, run ``onnx.checker``, store ``metadata`` as
@@ -78,6 +90,7 @@ def export_onnx(model: torch.nn.Module, example: torch.Tensor, path, metadata: d
     sequence = example.dim() == 3
     proto = _export_proto(model, example, sequence, dynamo)
     _rename_symbols(proto, sequence)
+    _check_free_axes(proto, sequence)
     strip_debug_info(proto)
     for key, value in metadata.items():
         entry = proto.metadata_props.add()

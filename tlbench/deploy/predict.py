@@ -198,9 +198,6 @@ def predict(model_path, inputs, top_k: int = 3, warn=None) -> list[Prediction]:
     name = session.get_inputs()[0].name
     results = []
     for input_name, batch in read_inputs(inputs, pre):
-        far = _far_warning(input_name, batch, stats)
-        if far:
-            warn(far)
         try:
             logits = session.run(None, {name: batch})[0]
         except Exception as exc:
@@ -208,6 +205,9 @@ def predict(model_path, inputs, top_k: int = 3, warn=None) -> list[Prediction]:
         if not np.isfinite(logits).all():
             raise UserError(f"the model gave non-finite outputs (NaN/inf) for {input_name!r}; check that the input is "
                             "normalised the way the model's metadata says (values far out of range overflow)")
+        far = _far_warning(input_name, batch, stats)  # only for an input that gets a prediction:
+        if far:                                         # a refused one gets its one error line alone
+            warn(far)
         probs = softmax(logits.astype(np.float64))[0]
         order = np.argsort(-probs, kind="stable")[: max(1, top_k)]
         names = [labels[i] if i < len(labels) else str(i) for i in order]
