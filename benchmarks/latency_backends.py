@@ -62,17 +62,21 @@ def openvino_row(fp32, int8, x1, x64, test_x, y, s32, s8) -> dict:
     return row
 
 
-def trained(registry, name):
-    """(model trained TRAIN_STEPS steps, train inputs, test inputs, test labels) for ``name``."""
+def untrained(registry, name):
+    """(freshly built model for ``name`` (seed 0), the target data split, train inputs, test inputs)."""
     entry = registry.get("backbones", name)
     ds_name, domain = DATASETS[entry.meta.get("modality", "image")]
     ds = registry.get("datasets", ds_name).obj()
-    domain = domain or ds.domains[-1]
-    data = ds.load(domain)
+    data = ds.load(domain or ds.domains[-1])
     shape = backbone_input_shape(ds.preprocessing, entry.meta)
     train_x, test_x = (adapt_inputs(s.x, ds.preprocessing, shape) for s in (data.train, data.test))
     torch.manual_seed(0)
-    model = build_model(entry, shape, len(ds.classes), dict(entry.defaults))
+    return build_model(entry, shape, len(ds.classes), dict(entry.defaults)), data, train_x, test_x
+
+
+def trained(registry, name):
+    """(model trained TRAIN_STEPS steps, train inputs, test inputs, test labels) for ``name``."""
+    model, data, train_x, test_x = untrained(registry, name)
     epochs = TRAIN_STEPS * 64 / len(train_x)
     pretrain_source(model, type(data.train)(train_x, data.train.y), epochs, 64, 1e-3, torch.Generator().manual_seed(0))
     return model.eval(), train_x, test_x, data.test.y.numpy()
