@@ -11,8 +11,10 @@ The summary table ranks the recipes: most backbones (above chance) within 1 poin
 smallest worst drop, then the lowest median INT8/fp32 latency ratio; the top one is suggested
 with the exact ``STATIC_RECIPE = ...`` line to put in tlbench/deploy/quantize.py (the default
 recipe is that one line). The digits test split has 359 rows: 0.28 points is one row.
-Usage: python benchmarks/int8_recipes.py [--quick] [BACKBONE ...]
+Usage: python benchmarks/int8_recipes.py [--quick] [--image-data=DATASET:DOMAIN] [--recipes=A,B] [BACKBONE ...]
   --quick: as latency_backends.py --quick (10 training steps, 3 repeats, output under /tmp).
+  --image-data: as in latency_backends.py (output int8_recipes_DATASET-DOMAIN.*).
+  --recipes: only these recipes (names of RECIPES).
 """
 
 import statistics
@@ -40,6 +42,9 @@ RECIPES = {
     "64 samples": {"examples": 64},
     "256 samples": {"examples": 256},
 }
+ONLY = next((a.split("=", 1)[1].split(",") for a in sys.argv if a.startswith("--recipes=")), None)
+if ONLY:
+    RECIPES = {label: recipe for label, recipe in RECIPES.items() if label in ONLY}
 ABOVE_CHANCE = 1.5  # a backbone counts when its fp32 accuracy is at least 1.5x chance
 GOAL_POINTS = 1.0
 
@@ -132,12 +137,13 @@ def main():
               "" if "int8_b64" not in r else f"{r['fp32_b64']:.2f} -> {r['int8_b64']:.2f}",
               r.get("quantize_s", ""), "" if "fp32_acc" not in r else ("yes" if r["above_chance"] else "no (not counted)")]
              for r in rows]
-    write("int8_recipes", {"machine": machine(), "default_recipe": STATIC_RECIPE, "recipes": RECIPES,
+    suffix = "_" + lb.IMAGE_DATA.replace(":", "-") if lb.IMAGE_DATA else ""
+    write("int8_recipes" + suffix, {"machine": machine(), "default_recipe": STATIC_RECIPE, "recipes": RECIPES,
                            "summary": summary, "rows": rows}, table,
           ["backbone", "recipe", "acc % fp32 -> int8", "ORT ms b1 fp32 -> int8", "ORT ms b64 fp32 -> int8",
            "quantize s", "above chance"],
           f"INT8 recipes (each overrides the default {STATIC_RECIPE}); models trained {lb.TRAIN_STEPS} steps on the "
-          f"target training split (as in latency_backends). Goal: <= {GOAL_POINTS:g} point drop for every backbone "
+          f"target training split (as in latency_backends; image data {':'.join(lb.DATASETS['image'])}). Goal: <= {GOAL_POINTS:g} point drop for every backbone "
           f"above chance (fp32 accuracy >= {ABOVE_CHANCE:g}x chance). The digits test split has 359 rows (one row = "
           "0.28 points).\n\n" + _markdown(summary) + "\n\nPer backbone and recipe:")
 

@@ -44,7 +44,7 @@ def test_choice_of_quantization_follows_the_graph_not_names():
     assert choose_method(["Transpose", "GRU", "Gemm"]) == DYNAMIC and choose_method(["LSTM"]) == DYNAMIC
 
 
-def test_static_int8_cnn_loads_and_classifies(registry, tmp_path):
+def test_static_int8_cnn_loads_and_classifies(registry, tmp_path, capfd):
     toy = registry.get("datasets", "toy").obj()
     train, test = toy.load("a").train, toy.load("a").test
     torch.manual_seed(0)
@@ -52,8 +52,10 @@ def test_static_int8_cnn_loads_and_classifies(registry, tmp_path):
     pretrain_source(model, train, 5, 32, 0.01, torch.Generator().manual_seed(0))
     fp32, int8 = tmp_path / "m.onnx", tmp_path / "m.int8.onnx"
     export_onnx(model, test.x[:2], fp32, {"tlbench.labels": ["zero", "one", "two"]}, dynamo=False)
+    capfd.readouterr()
     method = quantize_model(fp32, int8, train.x.numpy())
     assert method == STATIC
+    assert capfd.readouterr().out == ""  # the percentile calibrator's progress lines stay out of a grid's output
     session, provider = make_session(int8, "cpu")
     assert provider == "CPUExecutionProvider"
     assert any(n.op_type == "QuantizeLinear" for n in __import__("onnx").load(str(int8)).graph.node)
