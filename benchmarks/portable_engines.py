@@ -1,8 +1,8 @@
 """Benchmark: do tlbench's exported models run, with a symbolic batch (and time), in three
 engines, and does a graph simplifier (onnxslim) make them smaller or faster?
 
-For each backbone and both exporters (TorchScript, dynamo) a freshly built model (seed 0, eval
-mode; parity does not need training) is exported with ``tlbench.deploy.onnx_export.export_onnx``
+For each backbone and both exporters (TorchScript, dynamo) a model trained as in
+latency_backends.py (150 steps on the target training split) is exported with ``tlbench.deploy.onnx_export.export_onnx``
 and then:
 - size and node count: the exporter's graph as written (before tlbench drops its debug records),
   tlbench's file, and that file after ``onnxslim.slim``; onnxruntime latency (batch 1 / 64) of
@@ -16,6 +16,7 @@ onnxslim); a missing one is reported as such.
 Usage: python benchmarks/portable_engines.py [--quick] [BACKBONE ...]
 """
 
+import importlib.metadata
 import sys
 import tempfile
 from pathlib import Path
@@ -109,8 +110,7 @@ def slim_row(path, tmp, x1, x64) -> dict:
 
 
 def measure(registry, name, dynamo: bool, tmp) -> dict:
-    model, _, _, test_x = lb.untrained(registry, name)
-    model.eval()
+    model, _, test_x, _ = lb.trained(registry, name)  # trained: an untrained net's logits are near 0 everywhere
     tag = "dynamo" if dynamo else "torchscript"
     path = Path(tmp) / f"{name}.{tag}.onnx"
     raw = onnx_export._export_proto(model, test_x[:2], test_x.dim() == 3, dynamo)
@@ -153,18 +153,18 @@ def main():
         table.append([r["backbone"], r["exporter"], f"{r['raw_nodes']} / {r['nodes']}", f"{r['raw_mb']:.3f} / {r['mb']:.3f}",
                       r["onnxruntime"], r["openvino"], r["tract"], slim])
     versions = {}
-    for module in ("openvino", "tract", "onnxslim"):
+    for dist in ("openvino", "tract", "onnxslim"):
         try:
-            versions[module] = __import__(module).__version__
-        except Exception:  # noqa: BLE001
-            versions[module] = None
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = None
     write("portable_engines", {"machine": machine(), "engines": versions, "rows": rows}, table,
           ["backbone", "exporter", "nodes: exporter / tlbench", "MB: exporter / tlbench",
            "onnxruntime max abs diff vs torch", "OpenVINO (f32 hint) max abs diff vs torch", "tract max abs diff vs torch",
            "onnxslim on tlbench's file"],
           "Each engine loads tlbench's ONNX file once, with its symbolic `batch` (and `time`) axes, and runs it at "
           "batch 1 and 7 (sequences: also at half again the export length); max |Δlogit| against torch over those "
-          f"inputs (freshly built models, seed 0). Engines: {versions}.")
+          f"inputs (models trained 150 steps as in latency_backends). Engines: {versions}.")
 
 
 if __name__ == "__main__":
