@@ -59,7 +59,7 @@ def measure(registry, name, tmp):
     fp32_acc = float((logits.argmax(1) == y).mean())
     x1, x64 = test_x[:1].numpy(), test_x[:64].numpy()
     fp32_b1, fp32_b64 = ort_latency_ms(s32, x1, lb.REPEATS_B1), ort_latency_ms(s32, x64, lb.REPEATS_B64)
-    base = {"backbone": name, "fp32_acc": fp32_acc, "above_chance": fp32_acc >= ABOVE_CHANCE / logits.shape[1],
+    base = {"backbone": name, "test_rows": len(y), "fp32_acc": fp32_acc, "above_chance": fp32_acc >= ABOVE_CHANCE / logits.shape[1],
             "fp32_b1": fp32_b1, "fp32_b64": fp32_b64}
     rows = []
     for label, recipe in RECIPES.items():
@@ -131,6 +131,7 @@ def main():
             except Exception as exc:
                 rows.append({"backbone": name, "recipe": "-", "above_chance": False, "error": f"{type(exc).__name__}: {exc}"[:200]})
     summary = summarize(rows)
+    sizes = ", ".join(f"{n} rows ({100 / n:.2f} points per row)" for n in sorted({r["test_rows"] for r in rows if r.get("test_rows")}))
     table = [[r["backbone"], r["recipe"], r.get("error") or r.get("note") or
               f"{100 * r['fp32_acc']:.1f} -> {100 * r['int8_acc']:.1f} ({r['drop_points']:+.2f} pts drop)",
               "" if "int8_b1" not in r else f"{r['fp32_b1']:.3f} -> {r['int8_b1']:.3f}",
@@ -144,8 +145,7 @@ def main():
            "quantize s", "above chance"],
           f"INT8 recipes (each overrides the default {STATIC_RECIPE}); models trained {lb.TRAIN_STEPS} steps on the "
           f"target training split (as in latency_backends; image data {':'.join(lb.DATASETS['image'])}). Goal: <= {GOAL_POINTS:g} point drop for every backbone "
-          f"above chance (fp32 accuracy >= {ABOVE_CHANCE:g}x chance). The digits test split has 359 rows (one row = "
-          "0.28 points).\n\n" + _markdown(summary) + "\n\nPer backbone and recipe:")
+          f"above chance (fp32 accuracy >= {ABOVE_CHANCE:g}x chance). Test splits: {sizes}.\n\n" + _markdown(summary) + "\n\nPer backbone and recipe:")
 
 
 if __name__ == "__main__":

@@ -47,10 +47,9 @@ def probes(test_x: torch.Tensor) -> list[torch.Tensor]:
     return x
 
 
-def worst(run, model, inputs) -> float:
-    """Max |Δlogit| of ``run(x)`` against torch over ``inputs``."""
-    with torch.no_grad():
-        return max(float(np.abs(run(x.numpy()) - model(x).numpy()).max()) for x in inputs)
+def worst(run, references) -> float:
+    """Max |Δlogit| of ``run(x)`` against torch's logits over ``references`` ((x, logits) pairs)."""
+    return max(float(np.abs(run(x) - logits).max()) for x, logits in references)
 
 
 def openvino_runner(path):
@@ -70,38 +69,38 @@ def tract_runner(path, fixed_shape=None):
     return lambda x: runnable.run([np.ascontiguousarray(x, dtype=np.float32)])[0].to_numpy()
 
 
-def engine_check(name, make, model, inputs) -> str:
+def engine_check(name, make, references) -> str:
     """'max |Δ|' over all probe inputs, or the engine's first error line."""
     try:
-        return f"{worst(make(), model, inputs):.1e}"
+        return f"{worst(make(), references):.1e}"
     except ImportError:
         return f"{name} not installed"
     except BaseException as exc:  # noqa: BLE001 - an engine's refusal is the measurement
         return "error: " + (str(exc).strip().splitlines() or [type(exc).__name__])[0][:90]
 
 
-def tract_check(path, model, inputs) -> str:
+def tract_check(path, references) -> str:
     """tract with the symbolic axes; where that fails, per-shape loads with the input fixed."""
-    symbolic = engine_check("tract", lambda: tract_runner(path), model, inputs)
+    symbolic = engine_check("tract", lambda: tract_runner(path), references)
     if not symbolic.startswith("error"):
         return symbolic
     fixed = []
-    for x in inputs:
-        fixed.append(engine_check("tract", lambda: tract_runner(path, tuple(x.shape)), model, [x]))
+    for x, logits in references:
+        fixed.append(engine_check("tract", lambda: tract_runner(path, x.shape), [(x, logits)]))
     bad = [f for f in fixed if f.startswith("error")]
     tail = bad[0] if bad else f"{max(float(f) for f in fixed):.1e}"
     return f"symbolic: {symbolic}; fixed shapes: {tail}"
 
 
-def slim_row(path, tmp, x1, x64) -> dict:
-    """Nodes, size, latency and parity of ``onnxslim.slim(path)`` against ``path``."""
+def slim_row(path, s, tmp, x1, x64) -> dict:
+    """Nodes, size, latency and parity of ``onnxslim.slim(path)`` against ``path`` (session ``s``)."""
     try:
         import onnxslim
     except ImportError:
         return {"slim": "onnxslim not installed"}
     slim_path = Path(tmp) / (path.stem + ".slim.onnx")
     onnx.save(onnxslim.slim(onnx.load(str(path))), str(slim_path))
-    s, slim = make_session(path)[0], make_session(slim_path)[0]
+    slim = make_session(slim_path)[0]
     diff = max(float(np.abs(ort_logits(slim, x) - ort_logits(s, x)).max()) for x in (x1, x64))
     return {"slim_nodes": len(onnx.load(str(slim_path)).graph.node), "slim_mb": slim_path.stat().st_size / 1e6,
             "slim_max_abs_diff": diff,
@@ -116,16 +115,18 @@ def measure(registry, name, dynamo: bool, tmp) -> dict:
     raw = onnx_export._export_proto(model, test_x[:2], test_x.dim() == 3, dynamo)
     onnx_export.export_onnx(model, test_x[:2], path, {}, dynamo=dynamo)
     inputs = probes(test_x)
+    with torch.no_grad():
+        references = [(x.numpy(), model(x).numpy()) for x in inputs]
     x1, x64 = test_x[:1].numpy(), test_x[:64].numpy()
     row = {"backbone": name, "exporter": tag, "input_axes": input_axes(path)[1],
            "raw_nodes": len(raw.graph.node), "raw_mb": len(raw.SerializeToString()) / 1e6,
            "nodes": len(onnx.load(str(path)).graph.node), "mb": path.stat().st_size / 1e6,
            "probes": [list(x.shape) for x in inputs]}
     session = make_session(path)[0]
-    row["onnxruntime"] = engine_check("onnxruntime", lambda: (lambda x: ort_logits(session, x)), model, inputs)
-    row["openvino"] = engine_check("openvino", lambda: openvino_runner(path), model, inputs)
-    row["tract"] = tract_check(path, model, inputs)
-    row.update(slim_row(path, tmp, x1, x64))
+    row["onnxruntime"] = engine_check("onnxruntime", lambda: (lambda x: ort_logits(session, x)), references)
+    row["openvino"] = engine_check("openvino", lambda: openvino_runner(path), references)
+    row["tract"] = tract_check(path, references)
+    row.update(slim_row(path, session, tmp, x1, x64))
     return row
 
 

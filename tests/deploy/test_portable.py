@@ -51,8 +51,8 @@ def test_exported_input_output_and_axis_names(registry, tmp_path, dynamo, backbo
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("layers", [1, 2])
 def test_recurrent_exports_keep_batch_and_time_free_export_after_export(registry, tmp_path, dynamo, cell, layers):
-    # With named torch.export Dims, every sequence model a process exported after its first one
-    # had its time axis fixed to the example's length: a grid exports several, so export two.
+    # With named torch.export Dims, an LSTM/GRU exported after another of its kind in the same
+    # process had its time axis fixed to the example's length: a grid exports several, so export two.
     torch.manual_seed(0)
     entry = registry.get("backbones", cell)
     for i, depth in enumerate((3 - layers, layers)):

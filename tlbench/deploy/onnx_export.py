@@ -39,8 +39,9 @@ def _export_proto(model, example, sequence: bool, dynamo: bool) -> onnx.ModelPro
         warnings.simplefilter("ignore")
         if dynamo:
             # Dim.AUTO, not a named Dim: with named Dims torch 2.14 silently fixed the time axis of
-            # some stacked LSTM/GRU exports to the example's length (measured: 2 layers, hidden 64).
-            # The exporter's own symbols are renamed afterwards (_rename_symbols).
+            # an LSTM/GRU to the example's length whenever one of its kind had already been
+            # exported in the same process. The exporter's own symbols are renamed afterwards
+            # (_rename_symbols) and _check_free_axes refuses any axis that still came out fixed.
             shapes = ({axis: torch.export.Dim.AUTO for axis in names},)
             program = torch.onnx.export(
                 model, (example,), None, dynamo=True, dynamic_shapes=shapes, input_names=[INPUT],
