@@ -30,7 +30,7 @@ TRAIN = {"source_epochs": 1.0, "steps": 150, "batch_size": 64, "latency_repeats"
 
 def plain_loop(registry, runner, spec):
     """The hand-written equivalent: build, pretrain, fine-tune; returns training seconds."""
-    _, dataset, shape, data = runner._inputs(spec)
+    _, dataset, shape, data = runner.inputs(spec)
     src, tgt = data["source_train"], data["target_train"]
     g = torch.Generator().manual_seed(0)
     idx = torch.cat([torch.nonzero(tgt.y == c).flatten()[:10] for c in range(10)])

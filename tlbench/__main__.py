@@ -1,5 +1,3 @@
-import sys
+from tlbench.cli.main import console_main
 
-from tlbench.cli.main import main
-
-sys.exit(main())
+console_main()

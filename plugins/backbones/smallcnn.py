@@ -53,6 +53,7 @@ def register_backbones(register):
         SmallCNN,
         modality="image",
         defaults={"width": 32},
+        option_ranges={"width": (1, MAX_WIDTH)},
         check_options=check_options,
         description="3-block CNN for digit-sized images",
     )

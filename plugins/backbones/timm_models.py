@@ -33,6 +33,7 @@ CURATED = {
     "convnext_atto": "ConvNeXt-Atto (needs inputs of at least 32 px: set input_size=32 for digits)",
 }
 OPTIONS = {"pretrained": False, "checkpoint": "", "input_size": 0}
+OPTION_RANGES = {"input_size": (0, 2048)}  # 0: the dataset's own size
 SHOWN = 8  # how many close names an unknown-model error lists
 
 
@@ -314,6 +315,7 @@ def register_backbones(register):
         timm_backbone,
         modality="image",
         defaults={"model": DEFAULT_MODEL, **OPTIONS},
+        option_ranges=OPTION_RANGES,
         check_options=_checker("timm", None),
         pretrained=_has_weights,  # usable as source `pretrained`
         description="any timm model (--set timm.model=NAME); random weights, pretrained=true (local HF cache) or checkpoint=PATH",
@@ -324,6 +326,7 @@ def register_backbones(register):
             _curated(arch),
             modality="image",
             defaults=dict(OPTIONS),
+            option_ranges=OPTION_RANGES,
             check_options=_checker(f"timm-{arch}", arch),
             pretrained=_has_weights,
             description=f"timm {title}; random weights, pretrained=true (local HF cache) or checkpoint=PATH",

@@ -207,6 +207,7 @@ def register_backbones(register):
             _factory(arch),
             modality="image",
             defaults={"small_input_stem": False, "weights": "", "input_size": 0},
+            option_ranges={"input_size": (0, MAX_INPUT_SIZE)},  # 0: the dataset's own size
             check_options=_checker(arch),
             pretrained=lambda options: bool(options.get("weights")),  # usable as source `pretrained`
             description=f"torchvision {title} ({features}-d features); weights='DEFAULT' or a .pth path for ImageNet",

@@ -123,5 +123,6 @@ def register_datasets(register):
         domains=None,  # discovered from data_root when the grid is validated
         modality=IMAGE,
         defaults={"data_root": "", "size": 64, "test_fraction": 0.2, "limit_per_class": 0},
+        option_ranges={"size": (8, 512), "test_fraction": (1e-6, 1 - 1e-6), "limit_per_class": (0, None)},  # limit 0: every image
         description="DATA_ROOT/<domain>/<class>/<image> folders (Office-31, Office-Home, DomainNet)",
     )

@@ -50,6 +50,20 @@ def cache_dir() -> Path:
     return Path(os.environ.get("TLBENCH_CACHE") or Path.home() / ".cache" / "tlbench")
 
 
+def _check_cache_dir(directory: Path) -> None:
+    """UserError when ``directory`` cannot be created: it, or a folder above it, is a regular file."""
+    for folder in (directory, *directory.parents):
+        try:
+            if not (folder.exists() or folder.is_symlink()):
+                continue
+            if folder.is_dir():
+                return
+        except OSError:  # e.g. no permission to look: writing reports it, if it fails
+            return
+        raise UserError(f"synthdigits cache {str(directory)!r}: {str(folder)!r} is not a directory; point "
+                        "TLBENCH_CACHE at a directory or --set synthdigits.cache=false")
+
+
 @lru_cache(maxsize=1)
 def glyphs() -> torch.Tensor:
     """(fonts, 10, GLYPH, GLYPH) white-on-black digit glyphs in [0, 1], each centred."""
@@ -184,6 +198,8 @@ class SynthDigits(Dataset):
             raise UserError("synthdigits train_per_class and test_per_class must be >= 1")
         self.options = {"seed": seed, "size": size, "train_per_class": train_per_class, "test_per_class": test_per_class}
         self.cache = cache
+        if cache:  # known when the grid is validated, not when the first cell writes the cache
+            _check_cache_dir(cache_dir() / "synthdigits")
         self.preprocessing = Preprocessing(IMAGE, (3, size, size), MEAN, STD)
 
     def cache_path(self, domain: str) -> Path:
@@ -232,5 +248,6 @@ def register_datasets(register):
         classes=CLASSES,
         label_space="digits-0-9",
         defaults={"seed": 0, "size": 32, "train_per_class": 200, "test_per_class": 100, "cache": True},
+        option_ranges={"seed": (0, 2**31 - 1), "size": (8, 256), "train_per_class": (1, 100_000), "test_per_class": (1, 100_000)},
         description="rendered digits (matplotlib fonts): clean, color (MNIST-M-like), noisy, rotated",
     )

@@ -230,5 +230,6 @@ def register_datasets(register):
             **({"classes": info.classes} if info.classes else {}),
             label_space=info.label_space,
             defaults={"data_root": "", "download": False, "size": 32, "limit_per_class": 0},
+            option_ranges={"size": (8, 512), "limit_per_class": (0, None)},  # limit 0: every image
             description=f"{name} from --data-root (torchvision layout); label space {info.label_space}",
         )

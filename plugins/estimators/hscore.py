@@ -3,8 +3,18 @@
 How much of the features' variance the class means carry, measured in the features' own
 metric. With fewer examples than feature dimensions ``cov(f)`` is singular: the plain score uses
 its pseudo-inverse (as published implementations do) and the value is exactly ``classes - 1``
-for every model, so the plain score refuses that case (the estimator records an error, no score); ``shrinkage = "ledoit-wolf"`` estimates ``cov(f)`` with
-Ledoit-Wolf shrinkage instead (the regularised H-score of Ibrahim et al., 2022).
+for every model, so the plain score refuses that case (the estimator records an error, no score).
+``shrinkage = "ledoit-wolf"`` is the regularised H-score of Ibrahim et al. (2022),
+``tr(Sigma_a^-1 (1 - a) cov(E[f | y]))``: ``Sigma_a = (1 - a) cov(f) + a (tr cov(f) / d) I`` is
+the Ledoit-Wolf (2004) shrunk covariance and ``a`` in [0, 1] its estimated shrinkage intensity
+(scikit-learn's ``ledoit_wolf``). The ``(1 - a)`` factor shrinks the between-class covariance
+like the within-feature one, so heavy shrinkage (few examples, many dimensions) cannot inflate
+the score.
+
+Conventions: features are centred with their sample mean; both covariances divide by ``n``
+(biased, as ``ledoit_wolf`` does). The plain score is unchanged by that choice (a ratio); the
+regularised one is ``(n - 1) / n`` times Transfer-Learning-Library's
+``regularized_h_score``, whose ``cov(E[f | y])`` divides by ``n - 1`` (its shrunk one by ``n``).
 """
 
 from __future__ import annotations
@@ -21,10 +31,12 @@ def hscore(features: np.ndarray, labels: np.ndarray, shrinkage: str = "none") ->
     """H-score of ``features`` (n, d) for integer ``labels`` (n,)."""
     f = np.asarray(features, dtype=np.float64)
     f = f - f.mean(axis=0, keepdims=True)
+    between_scale = 1.0
     if shrinkage == "ledoit-wolf":
         from sklearn.covariance import ledoit_wolf
 
-        cov_f = ledoit_wolf(f, assume_centered=True)[0]
+        cov_f, intensity = ledoit_wolf(f, assume_centered=True)
+        between_scale = 1.0 - float(intensity)  # the (1 - a) of the regularised H-score
     else:
         if len(f) <= f.shape[1]:
             # rank(cov f) < d: the pseudo-inverse makes the score exactly classes - 1 for any features
@@ -34,7 +46,7 @@ def hscore(features: np.ndarray, labels: np.ndarray, shrinkage: str = "none") ->
     class_means = np.zeros_like(f)
     for k in np.unique(labels):
         class_means[labels == k] = f[labels == k].mean(axis=0)
-    cov_g = class_means.T @ class_means / len(f)
+    cov_g = between_scale * class_means.T @ class_means / len(f)
     return float(np.trace(np.linalg.pinv(cov_f, rcond=1e-15, hermitian=True) @ cov_g))
 
 
@@ -42,6 +54,7 @@ class HScore(Estimator):
     """H-score (Bao et al., 2019): class-mean covariance in the metric of the feature covariance."""
 
     defaults = {"shrinkage": "none"}
+    option_choices = {"shrinkage": SHRINKAGE}
 
     def __init__(self, **hparams):
         super().__init__(**hparams)
@@ -53,6 +66,7 @@ class HScore(Estimator):
 
 
 class ShrunkHScore(HScore):
-    """H-score with a Ledoit-Wolf covariance (Ibrahim et al., 2022): usable with fewer examples than features."""
+    """Regularised H-score (Ibrahim et al., 2022): Ledoit-Wolf covariance and the (1 - a) factor;
+    usable with fewer examples than features."""
 
     defaults = {"shrinkage": "ledoit-wolf"}

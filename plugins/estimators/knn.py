@@ -40,6 +40,8 @@ class KNN(Estimator):
     """Leave-one-out k-NN accuracy on the features (a training-free probe)."""
 
     defaults = {"k": 5, "metric": "cosine"}
+    option_ranges = {"k": (1, 10000)}
+    option_choices = {"metric": METRICS}
 
     def __init__(self, **hparams):
         super().__init__(**hparams)

@@ -8,6 +8,12 @@ a Gaussian prior ``w ~ N(0, 1/alpha)`` and noise precision ``beta``. The evidenc
 eigenbasis of ``F^T F`` from one SVD. LogME is the maximised log evidence divided by ``n``,
 averaged over the classes: high when a linear model on these features explains the labels
 without needing large weights.
+
+The fixed point stops when both ``log alpha`` and ``log beta`` move by less than ``tol`` or
+after ``max_iter`` updates, and never after more than ``MAX_ITERATIONS`` whatever the options
+(a negative ``tol`` or a huge ``max_iter`` cannot make it run forever); the evidence is then
+taken at the last iterate. Conventions: ``log`` is natural, the evidence is the full Gaussian
+log density (its ``-n/2 log 2 pi`` included) divided by ``n``.
 """
 
 from __future__ import annotations
@@ -17,15 +23,19 @@ import numpy as np
 from tlbench.plugin.estimator import Estimator
 
 
-def class_evidence(singular: np.ndarray, projected: np.ndarray, residual: float, n: int, dim: int,
-                   max_iter: int = 100, tol: float = 1e-6) -> float:
-    """Maximised log evidence / n of one target column.
+MAX_ITERATIONS = 1000  # hard cap on fixed-point updates per class, whatever max_iter and tol say
 
-    ``singular``: the ``r`` non-zero singular values of F; ``projected``: ``U^T y`` (length r);
-    ``residual``: ``|y|^2 - |U^T y|^2`` (the part of y outside F's column space)."""
+
+def fixed_point(singular: np.ndarray, projected: np.ndarray, residual: float, n: int,
+                max_iter: int = 100, tol: float = 1e-6) -> tuple[float, float, int]:
+    """MacKay's updates of ``(alpha, beta)`` from ``(1, 1)``; returns them and the number of
+    updates made (at most ``min(max_iter, MAX_ITERATIONS)``, at least 1)."""
     s2 = singular**2
     alpha, beta = 1.0, 1.0
-    for _ in range(max_iter):
+    limit = min(max(int(max_iter), 1), MAX_ITERATIONS)
+    iterations = 0
+    while iterations < limit:
+        iterations += 1
         denom = alpha + beta * s2
         gamma = float(np.sum(beta * s2 / denom))
         m2 = float(np.sum((beta * singular * projected / denom) ** 2))
@@ -36,6 +46,17 @@ def class_evidence(singular: np.ndarray, projected: np.ndarray, residual: float,
         alpha, beta = new_alpha, new_beta
         if converged:
             break
+    return alpha, beta, iterations
+
+
+def class_evidence(singular: np.ndarray, projected: np.ndarray, residual: float, n: int, dim: int,
+                   max_iter: int = 100, tol: float = 1e-6) -> float:
+    """Maximised log evidence / n of one target column.
+
+    ``singular``: the ``r`` non-zero singular values of F; ``projected``: ``U^T y`` (length r);
+    ``residual``: ``|y|^2 - |U^T y|^2`` (the part of y outside F's column space)."""
+    s2 = singular**2
+    alpha, beta, _ = fixed_point(singular, projected, residual, n, max_iter, tol)
     denom = alpha + beta * s2
     m2 = float(np.sum((beta * singular * projected / denom) ** 2))
     err = float(np.sum((alpha * projected / denom) ** 2)) + residual
@@ -66,6 +87,7 @@ class LogME(Estimator):
     """LogME (You et al., 2021): log marginal evidence of a linear model on the features, per example."""
 
     defaults = {"max_iter": 100, "tol": 1e-6}
+    option_ranges = {"max_iter": (1, MAX_ITERATIONS), "tol": (0.0, None)}
 
     def score(self, features, labels, source_probs=None):
         return logme(features, labels, int(self.hparams["max_iter"]), float(self.hparams["tol"]))

@@ -61,7 +61,7 @@ class RayExecutor(Executor):
             try:
                 ray.init(num_cpus=self.workers, include_dashboard=False, **quiet)
             except (ConnectionError, ValueError, RuntimeError) as exc:
-                raise UserError(f"cannot start a local Ray instance: {ray_support.first_line(exc)}") from None
+                raise UserError(f"cannot start a local Ray instance: {ray_support.message_line(exc)}") from None
         resources = ray.cluster_resources()
         self.gpus = int(resources.get("GPU", 0))
         cpus = int(resources.get("CPU", 1))

@@ -27,22 +27,16 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
+
+from tlbench.plugin.errors import first_line, strip_ansi  # noqa: F401 (strip_ansi: re-exported)
 
 SETUP_HOOK = "tlbench_plugins.executors.ray_support.pin_installed_packages"
 CONNECT_TIMEOUT_S = 30.0
 TIMEOUT_ENV = "TLBENCH_RAY_CONNECT_TIMEOUT"
 EXIT_USAGE = 2
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-
-
-def strip_ansi(text: str) -> str:
-    """``text`` without terminal colour and cursor escape sequences."""
-    return _ANSI.sub("", text)
-
-
-def first_line(text: str) -> str:
-    lines = [line.strip() for line in strip_ansi(str(text)).splitlines() if line.strip()]
-    return lines[0] if lines else ""
+# Ray's messages: the first line of an exception's text, whole, its type named by the caller
+message_line = partial(first_line, limit=None, typed=False)
 
 
 # -- worker imports ------------------------------------------------------------------------------
@@ -108,8 +102,12 @@ def _host_port(address: str) -> tuple[str, int] | None:
         except Exception:  # noqa: BLE001 - Ray itself reports a malformed or unknown address
             return None
     host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not re.fullmatch(r"[0-9]+", port):  # ASCII digits only: "²".isdigit() is True
         return None
+    if len(port) > 5 or not 0 < int(port) < 65536:
+        from tlbench.plugin.errors import UserError
+
+        raise UserError(f"ray address {address!r} names port {port}; a port is 1..65535")
     return host.strip("[]"), int(port)
 
 
@@ -176,7 +174,7 @@ def init_cluster(ray, address: str, **kwargs) -> None:
         with _stderr_muted() as stderr_fd, Deadline(left, message, stderr_fd):
             ray.init(address=address, **kwargs)
     except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise UserError(f"cannot reach a Ray cluster at {address}: {first_line(exc)}; {_what_to_check(address)}") from None
+        raise UserError(f"cannot reach a Ray cluster at {address}: {message_line(exc)}; {_what_to_check(address)}") from None
 
 
 @contextlib.contextmanager
@@ -207,17 +205,17 @@ def describe_failure(exc: BaseException) -> tuple[str, str]:
 
     full = strip_ansi(str(exc))
     if isinstance(exc, rx.OutOfDiskError):
-        return f"no space left on device on a Ray node ({first_line(exc)})", full
+        return f"no space left on device on a Ray node ({message_line(exc)})", full
     if isinstance(exc, (rx.WorkerCrashedError, rx.NodeDiedError, rx.OutOfMemoryError, rx.LocalRayletDiedError)):
-        return f"Ray worker died running it, and again on its retry ({type(exc).__name__}: {first_line(exc)})", full
+        return f"Ray worker died running it, and again on its retry ({type(exc).__name__}: {message_line(exc)})", full
     if isinstance(exc, RayTaskError):
         cause = getattr(exc, "cause", None)
         if isinstance(cause, rx.RaySystemError):  # e.g. the task's arguments failed to unpickle
             return _system_error_cause(cause), full
         if cause is not None and not isinstance(cause, RayTaskError):
-            message = first_line(cause) or first_line(exc)
+            message = message_line(cause) or message_line(exc)
             return f"{type(cause).__name__}: {message}", full
-    return f"Ray: {type(exc).__name__}: {first_line(exc)}", full
+    return f"Ray: {type(exc).__name__}: {message_line(exc)}", full
 
 
 def _system_error_cause(error) -> str:
@@ -225,7 +223,7 @@ def _system_error_cause(error) -> str:
     the traceback it carries."""
     inner = getattr(error, "client_exc", None)
     if isinstance(inner, BaseException):
-        return f"{type(inner).__name__}: {first_line(inner)}"
+        return f"{type(inner).__name__}: {message_line(inner)}"
     lines = [line.strip() for line in strip_ansi(getattr(error, "traceback_str", None) or "").splitlines()]
     last = next((line for line in reversed(lines) if re.match(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b", line)), None)
-    return last or f"RaySystemError: {first_line(inner or error)}"
+    return last or f"RaySystemError: {message_line(inner or error)}"

@@ -3,8 +3,11 @@
 The domain discriminator sees the multilinear map f ⊗ g of features f and class predictions g
 (``features x classes`` inputs), so it aligns the joint distribution of features and classes
 instead of features alone. Beyond ``max_map_dim`` a fixed random projection replaces the full
-outer product, as in the paper. With ``entropy_conditioning`` (CDAN+E) confident examples weigh
-more in the discriminator loss.
+outer product, as in the paper: ``(f R_f) * (g R_g) / sqrt(max_map_dim)`` with fixed Gaussian
+``R_f``, ``R_g``. With ``entropy_conditioning`` (CDAN+E) confident examples weigh more in the
+discriminator loss. Conventions: ``g = softmax(logits)`` only conditions (no gradient flows
+into the logits through it); source is labelled 1, target 0; the BCE is averaged over the
+batch; the features' gradient is reversed with the DANN ramp (`dann`).
 """
 
 import torch
@@ -25,7 +28,9 @@ def multilinear_map(features: torch.Tensor, probs: torch.Tensor) -> torch.Tensor
 
 
 def entropy_weights(probs: torch.Tensor) -> torch.Tensor:
-    """CDAN+E example weights 1 + exp(-H(g)), normalised to mean 1."""
+    """CDAN+E example weights 1 + exp(-H(g)) (H in nats), normalised to mean 1 over the whole
+    source + target batch, as Transfer-Learning-Library does (the CDAN authors' code normalises
+    each domain's weights separately)."""
     log_p = torch.log(probs.clamp_min(1e-12))
     w = 1.0 + torch.exp(-(-(probs * log_p).sum(1)))
     return w / w.sum() * len(w)
@@ -35,6 +40,7 @@ class CDAN(AdaptationLoss):
     """Conditional adversarial loss on f ⊗ softmax(logits) through gradient reversal."""
 
     defaults = {"weight": 1.0, "hidden": 256, "gamma": 10.0, "entropy_conditioning": True, "max_map_dim": 4096, **UDA_RECIPE}
+    option_ranges = {"weight": (0.0, 1000000.0), "hidden": (1, 65536), "gamma": (0.0, 1000.0), "max_map_dim": (1, 1048576)}
     search_space = {**weight_space(0.1, 10.0), **RECIPE_SPACE}
 
     def setup(self, feature_dim, num_classes, ctx):

@@ -15,7 +15,8 @@ from .recipe import RECIPE_SPACE, UDA_RECIPE, weight_space
 
 def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
     """NT-Xent: each row of ``z1`` must pick its partner in ``z2`` (and vice versa) among all
-    other 2n-1 embeddings by cosine similarity / ``temperature``."""
+    other 2n-1 embeddings by cosine similarity / ``temperature``; the cross-entropy is averaged
+    over all 2n anchors (SimCLR's convention)."""
     n = len(z1)
     z = F.normalize(torch.cat([z1, z2]), dim=1)
     sim = z @ z.T / temperature
@@ -28,6 +29,7 @@ class Contrastive(AdaptationLoss):
     """InfoNCE between two random views, through a 2-layer projection head."""
 
     defaults = {"weight": 0.1, "temperature": 0.2, "projection_dim": 64, "include_source": True, **UDA_RECIPE}
+    option_ranges = {"weight": (0.0, 1000000.0), "temperature": (0.0001, 100.0), "projection_dim": (1, 65536)}
     search_space = {**weight_space(0.01, 1.0), **RECIPE_SPACE}
 
     def setup(self, feature_dim, num_classes, ctx):

@@ -28,6 +28,7 @@ class CORAL(AdaptationLoss):
     weight is 100; chosen on uci -> mnist, see results/adaptation/README.md."""
 
     defaults = {"weight": 100.0, **UDA_RECIPE}
+    option_ranges = {"weight": (0.0, 1000000.0)}
     search_space = {**weight_space(1.0, 1000.0), **RECIPE_SPACE}
 
     def forward(self, batch):

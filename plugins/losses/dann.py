@@ -3,6 +3,11 @@
 A domain discriminator learns to tell source from target features; a gradient-reversal layer
 makes the backbone learn features that fool it. The discriminator is owned by the loss, so it
 trains with the model but is never exported.
+
+Conventions: source is labelled 1, target 0, the BCE (with logits) is averaged over the
+concatenated batch; the discriminator descends that BCE while the features receive
+``-lambda(p)`` times its gradient, ``lambda(p) = 2 / (1 + exp(-gamma p)) - 1`` over training
+progress ``p`` (Ganin & Lempitsky's ramp).
 """
 
 import torch
@@ -37,6 +42,7 @@ class DANN(AdaptationLoss):
     """Adversarial domain confusion through gradient reversal with the usual lambda ramp."""
 
     defaults = {"weight": 1.0, "hidden": 256, "gamma": 10.0, **UDA_RECIPE}
+    option_ranges = {"weight": (0.0, 1000000.0), "hidden": (1, 65536), "gamma": (0.0, 1000.0)}
     search_space = {**weight_space(0.1, 10.0), **RECIPE_SPACE}
 
     def setup(self, feature_dim, num_classes, ctx):

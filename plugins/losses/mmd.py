@@ -1,5 +1,14 @@
 """`mmd`: multi-kernel maximum mean discrepancy between source and target features (DAN,
-Long et al., 2015), with a family of Gaussian kernels and the unbiased estimate."""
+Long et al., 2015), with a family of Gaussian kernels and the unbiased estimate.
+
+Conventions (tests/training/test_loss_references.py re-derives them): the squared MMD's
+quadratic-time U-statistic, pairs i != j only (the DAN paper uses a linear-time estimate; the
+much-copied PyTorch ``MMD_loss`` of jindongwang/transferlearning is the biased V-statistic,
+i = j included); each kernel is ``exp(-|a - b|^2 / s)`` (no factor 2), ``s = base *
+kernel_mul^k`` for ``k`` centred on 0; the kernels are averaged (that port sums them:
+``kernel_num`` times larger); ``base`` is the mean squared distance over the pooled batch's
+off-diagonal pairs, held constant (no gradient), unless ``bandwidth`` fixes it.
+"""
 
 import torch
 
@@ -49,6 +58,7 @@ class MKMMD(AdaptationLoss):
     """Multi-kernel MMD on the backbone features (bandwidth 0 = mean-distance heuristic)."""
 
     defaults = {"weight": 1.0, "kernel_num": 5, "kernel_mul": 2.0, "bandwidth": 0.0, **UDA_RECIPE}
+    option_ranges = {"weight": (0.0, 1000000.0), "kernel_num": (1, 64), "kernel_mul": (1.000001, 100.0), "bandwidth": (0.0, 1000000.0)}
     search_space = {**weight_space(0.1, 10.0), **RECIPE_SPACE}
 
     def forward(self, batch):

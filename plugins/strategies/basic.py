@@ -14,6 +14,7 @@ class LinearProbe(Strategy):
     """Frozen source backbone; only the (new) linear head trains."""
 
     defaults = {"head_lr": 0.01, "reset_head": True}
+    option_ranges = {"head_lr": (1e-12, 10.0)}
 
     def setup(self, model, ctx):
         # With no target labels a new head could never learn: keep the source head then.
@@ -30,6 +31,7 @@ class FineTune(Strategy):
     source features instead of wiping them out."""
 
     defaults = {"reset_head": False, "backbone_lr_scale": 0.1}
+    option_ranges = {"backbone_lr_scale": (0.0, 100.0)}
 
     def setup(self, model, ctx):
         if self.hparams["reset_head"] and ctx.target_labeled is not None:

@@ -21,6 +21,7 @@ class DiscriminativeLR(FineTune):
     backbone stage (tlbench.training.stages) below it at ``decay`` times the rate of the stage above."""
 
     defaults = {"decay": 0.5, "reset_head": False}
+    option_ranges = {"decay": (1e-12, 1.0)}
 
     def phases(self, model, ctx):
         groups = layerwise_groups(model, ctx.lr, self.hparams["decay"])

@@ -76,6 +76,7 @@ class InstanceWeighting(FineTune):
     ``source_weight`` times the weighted source loss to the target shots' cross-entropy."""
 
     defaults = {"source_weight": 1.0, "clip": 10.0, "domain_l2": 0.1, "backbone_lr_scale": 1.0, "reset_head": False}
+    option_ranges = {"source_weight": (0.0, 1000000.0), "clip": (1.0, 1000000.0), "domain_l2": (0.0, 1000000.0), "backbone_lr_scale": (0.0, 100.0)}
     needs_shared_labels = True  # source labels train the model's (target) head
     uses_source_labels = True
 

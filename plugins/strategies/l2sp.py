@@ -12,6 +12,7 @@ class L2SP(FineTune):
     ``beta/2 * ||w_head||^2`` over the head's, added to the loss at every step."""
 
     defaults = {"alpha": 0.1, "beta": 0.01, "backbone_lr_scale": 0.1, "reset_head": False}
+    option_ranges = {"alpha": (0.0, 1000000.0), "beta": (0.0, 1000000.0), "backbone_lr_scale": (0.0, 100.0)}
 
     def setup(self, model, ctx):
         super().setup(model, ctx)

@@ -14,6 +14,7 @@ class LPFT(FineTune):
     and in ``train_phases``."""
 
     defaults = {"lp_fraction": 0.5, "head_lr": 0.01, "backbone_lr_scale": 0.1, "reset_head": True}
+    option_ranges = {"lp_fraction": (0.0, 1.0), "head_lr": (1e-12, 10.0), "backbone_lr_scale": (0.0, 100.0)}
 
     def phases(self, model, ctx):
         fraction = min(1.0, max(0.0, self.hparams["lp_fraction"]))

@@ -17,6 +17,7 @@ class MultiTask(FineTune):
     ``source_weight`` times the source cross-entropy to the target shots' cross-entropy."""
 
     defaults = {"source_weight": 1.0, "backbone_lr_scale": 1.0, "reset_head": False}
+    option_ranges = {"source_weight": (0.0, 1000000.0), "backbone_lr_scale": (0.0, 100.0)}
     uses_source_labels = True
 
     def setup(self, model, ctx):

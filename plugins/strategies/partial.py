@@ -34,6 +34,7 @@ class Partial(FineTune):
     the head's learning rate, as in ``finetune``."""
 
     defaults = {"freeze": -1.0, "backbone_lr_scale": 0.1, "reset_head": False}
+    option_ranges = {"freeze": (-1.0, 1000.0), "backbone_lr_scale": (0.0, 100.0)}
 
     def phases(self, model, ctx):
         stages = backbone_stages(model.backbone)

@@ -11,7 +11,9 @@ from tlbench.plugin.validator import SOURCE, TARGET, Validator
 
 def density_ratios(source_features: np.ndarray, target_features: np.ndarray, c: float = 1.0) -> np.ndarray:
     """w(x) = p_target(x) / p_source(x) at each source row, from a logistic-regression domain
-    classifier on standardised features: (n_s / n_t) * P(target | x) / P(source | x)."""
+    classifier (scikit-learn's: L2 penalty 1/2 |w|^2 against ``c`` times the summed log-loss,
+    intercept unpenalised) on features standardised over source + target (population std):
+    (n_s / n_t) * P(target | x) / P(source | x), P clipped to [1e-6, 1 - 1e-6]."""
     x = np.concatenate([source_features, target_features]).astype(np.float64)
     domain = np.r_[np.zeros(len(source_features)), np.ones(len(target_features))]
     scaler = StandardScaler().fit(x)
@@ -40,6 +42,7 @@ class DeepEmbeddedValidation(Validator):
     higher_is_better = False
     needs = (SOURCE, TARGET)
     defaults = {"c": 1.0, "max_points": 2000}
+    option_ranges = {"c": (1e-12, 1000000.0), "max_points": (2, 1000000)}
 
     def score(self, inputs):
         target = inputs.target_features

@@ -8,8 +8,9 @@ from tlbench.plugin.validator import TARGET, Validator, entropy
 
 def soft_neighborhood_density(vectors: torch.Tensor, temperature: float = 0.05) -> float:
     """Mean entropy of each row's softmax similarity to every other row (cosine similarity of
-    the L2-normalised ``vectors`` divided by ``temperature``; a row is not its own neighbour).
-    High when points sit in dense clusters (many near-equal neighbours), low when scattered."""
+    the L2-normalised ``vectors`` divided by ``temperature``; a row is not its own neighbour,
+    as in pytorch-adapt's SNDValidator). Entropy in nats, averaged over the rows. High when points
+    sit in dense clusters (many near-equal neighbours), low when scattered."""
     z = torch.nn.functional.normalize(vectors.float(), dim=1)
     sim = z @ z.T / temperature
     sim.fill_diagonal_(float("-inf"))
@@ -23,6 +24,7 @@ class SoftNeighborhoodDensity(Validator):
 
     needs = (TARGET,)
     defaults = {"temperature": 0.05, "max_points": 1000}
+    option_ranges = {"temperature": (0.0001, 100.0), "max_points": (2, 1000000)}
 
     def score(self, inputs):
         probs = torch.softmax(inputs.target_logits.float(), dim=1)

@@ -149,7 +149,7 @@ def test_plugins_name_shows_options_defaults_and_description():
     assert "l2sp (strategy) from plugin" in proc.stdout and "alpha" in proc.stdout and "0.1" in proc.stdout
     assert "--set l2sp.OPTION=VALUE" in proc.stdout
     detail = json.loads(run_cli("plugins", "dann", "--json").stdout)
-    assert detail["kind"] == "adaptation loss" and detail["options"]["weight"] == {"default": 1.0, "type": "float"}
+    assert detail["kind"] == "adaptation loss" and detail["options"]["weight"] == {"default": 1.0, "type": "float", "range": [0.0, 1000000.0]}
     assert detail["options"]["lr"]["recipe"] is True and detail["description"]
     backbone = json.loads(run_cli("plugins", "smallcnn", "--json").stdout)
     assert backbone["options"]["width"]["default"] == 32 and backbone["meta"]["modality"] == "image"

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from numpy.lib import format as npy_format
 from onnx import TensorProto, helper
 
 from tlbench.cli.main import main
@@ -177,11 +178,11 @@ CASES = [
      "all 2 unreadable result.json file(s)"),
     ("no results at all", lambda d: ["leaderboard", str(_mkdir(d / "empty"))], "no result files"),
     # caught only during training before: backbone options and the backbone contract (dry run)
-    ("smallcnn width 0", run("--set", "smallcnn.width=0"), "smallcnn option `width` = 0 is out of range"),
-    ("smallcnn width negative", run("--set", "smallcnn.width=-4"), "smallcnn option `width` = -4 is out of range"),
+    ("smallcnn width 0", run("--set", "smallcnn.width=0"), "backbone 'smallcnn' option `width` = 0 is out of range"),
+    ("smallcnn width negative", run("--set", "smallcnn.width=-4"), "backbone 'smallcnn' option `width` = -4 is out of range"),
     ("smallcnn width absurd", run("--set", "smallcnn.width=100000"), "is out of range; use 1..1024"),
     ("torchvision input_size negative", run("--backbone", "resnet18", "--set", "resnet18.input_size=-1"),
-     "resnet18 option `input_size` = -1 is out of range"),
+     "backbone 'resnet18' option `input_size` = -1 is out of range"),
     ("torchvision input_size tiny", run("--backbone", "resnet18", "--set", "resnet18.input_size=2"), "is out of range"),
     ("backbone returns the wrong shape", lambda d: [*_plugin(d, BAD_BACKBONES), "run", *CELL, "--backbone", "wrongshape"],
      "backbone 'wrongshape' returned shape (2, 10) but declares out_features=16"),
@@ -205,6 +206,62 @@ CASES = [
                                                          "--target", "imagefolder:b", "--shots", "1",
                                                          "--data-root", str(_text_images(d)), "--results-dir", str(d / "runs")],
      "cannot read image"),
+    # --- issue 27 -------------------------------------------------------------------------------
+    # plugin options outside their declared ranges, refused before anything trains
+    ("negative dann.weight", run("--loss", "dann", "--set", "dann.weight=-1"),
+     "adaptation loss 'dann' option `weight` = -1.0 is out of range; use 0.0.."),
+    ("zero dann.hidden", run("--loss", "dann", "--set", "dann.hidden=0"), "option `hidden` = 0 is out of range"),
+    ("negative dann.hidden", run("--loss", "dann", "--set", "dann.hidden=-5"), "option `hidden` = -5 is out of range"),
+    ("mmd kernel_num 0", run("--loss", "mmd", "--set", "mmd.kernel_num=0"), "option `kernel_num` = 0 is out of range"),
+    ("negative l2sp.alpha", run("--strategy", "l2sp", "--set", "l2sp.alpha=-0.1"), "option `alpha` = -0.1 is out of range"),
+    ("discriminative-lr decay above 1", run("--strategy", "discriminative-lr", "--set", "discriminative-lr.decay=3"),
+     "option `decay` = 3.0 is out of range"),
+    ("lstm pooling not a choice", run("--backbone", "lstm", "--set", "lstm.pooling=max"), "lstm"),
+    ("negative entropy.diversity", run("--loss", "entropy", "--set", "entropy.diversity=-1"),
+     "option `diversity` = -1.0 is out of range"),
+    # search spaces outside the option's valid range, or for a plugin the grid does not use
+    ("search lr choice 1000", toml_run(GOOD_GRID + "[search]\ntrials = 2\n[search.space.train]\n"
+                                                   "lr = {choices = [0.001, 1000.0]}\n"), "1000.0"),
+    ("search decay range 2..5", toml_run(GOOD_GRID.replace('"finetune"', '"discriminative-lr"') + "[search]\ntrials = 2\n"
+                                         "[search.space.discriminative-lr]\ndecay = {low = 2.0, high = 5.0}\n"), "decay"),
+    ("search train optimizer", toml_run(GOOD_GRID + "[search]\ntrials = 2\n[search.space.train]\n"
+                                                    "optimizer = {choices = [\"sgd\", \"adam\"]}\n"),
+     "train search space names no option 'optimizer'"),
+    ("search optimizer lion", toml_run(GOOD_GRID.replace('["none"]', '["dann"]') + "[search]\ntrials = 2\n"
+                                       "[search.space.dann]\noptimizer = {choices = [\"sgd\", \"lion\"]}\n"), "lion"),
+    ("search space for an unused plugin", toml_run(GOOD_GRID.replace('["none"]', '["dann"]') + "[search]\ntrials = 2\n"
+                                                   "[search.space.mmd]\nweight = {low = 0.1, high = 1.0}\n"), "mmd"),
+    ("search space misspelt", toml_run(GOOD_GRID.replace('["none"]', '["dann"]') + "[search]\ntrials = 2\n"
+                                       "[search.space.dan]\nweight = {low = 0.1, high = 1.0}\n"), "dann"),
+    ("search space for an unknown option", toml_run(GOOD_GRID.replace('["none"]', '["dann"]') + "[search]\ntrials = 2\n"
+                                                    "[search.space.dann]\nwieght = {low = 0.1, high = 1.0}\n"), "weight"),
+    # tracebacks before
+    ("deeply nested grid TOML", toml_run("a = " + "[" * 3000 + "]" * 3000 + "\n" + GOOD_GRID), "nests"),
+    ("deeply nested --set", run("--set", "dann.weight=" + "[" * 3000 + "]" * 3000), "nests too deeply"),
+    ("class subset with non-ASCII digits", run("--target", "toy:b[\u0661]"), "non-ASCII digits"),
+    ("rank --shots 00", lambda d: [*TOY, "rank", "--backbone", "smallcnn", "--source", "toy:a", "--target", "toy:b",
+                                   "--shots", "00", "--results-dir", str(d / "runs")], "shots"),
+    ("rank logme negative tol", lambda d: [*TOY, "rank", "--backbone", "smallcnn", "--source", "toy:a", "--target", "toy:b",
+                                           "--set", "logme.tol=-1", "--results-dir", str(d / "runs")],
+     "estimator 'logme' option `tol` = -1.0 is out of range"),
+    ("rank logme absurd max_iter", lambda d: [*TOY, "rank", "--backbone", "smallcnn", "--source", "toy:a", "--target", "toy:b",
+                                              "--set", "logme.max_iter=1000000000", "--results-dir", str(d / "runs")],
+     "option `max_iter` = 1000000000 is out of range"),
+    ("rank --estimators empty", lambda d: [*TOY, "rank", "--backbone", "smallcnn", "--source", "toy:a", "--target", "toy:b",
+                                           "--estimators", "", "--results-dir", str(d / "runs")], "--estimators is empty"),
+    # late errors that were knowable at validation
+    ("a device this machine lacks", run("--executor", "processes", "--devices", "cuda:7"), "cuda:7"),
+    ("--device this machine lacks", run("--device", "cuda:7"), "cuda:7"),
+    ("synthdigits cache under a regular file", lambda d: ({"TLBENCH_CACHE": str(_write(d / "afile", "x"))},
+                                                         [*TOY, "run", *CELL, "--source", "synthdigits:clean",
+                                                          "--target", "synthdigits:noisy", "--results-dir", str(d / "runs")]),
+     "is not a directory"),
+    ("results cache under a regular file", lambda d: [*TOY, "run", *CELL, "--results-dir",
+                                                      str(_write(_mkdir(d / "runs") / ".cache", "x").parent)], ".cache"),
+    # empty flag values are mistakes, not requests for the default
+    ("empty --device", run("--device", ""), "--device is empty"),
+    ("empty --threads", run("--threads", ""), "--threads is empty"),
+    ("empty --grid", lambda d: [*TOY, "run", "--grid", ""], "--grid is empty"),
 ]
 
 
@@ -475,7 +532,24 @@ PREDICT_CASES = [
      "non-finite outputs"),
     ("pickled object array", lambda d, m: [m, _object_npy(d / "obj.npy")], "is not a readable .npy array"),
     ("text array", lambda d, m: [m, _save_npy(d / "s.npy", np.array(["a", "b"]))], "the model needs numbers"),
+    # issue 27: a header that claims 10**11 values (373 GiB) in a file of a few bytes; an .npz passed as .npy
+    ("forged .npy header", lambda d, m: [m, _forged_npy(d / "forged.npy", (10**11,))], "truncated or forged"),
+    ("npz passed as npy", lambda d, m: [m, _npz_as_npy(d / "two.npy")], "an .npz archive"),
 ]
+
+
+def _forged_npy(path, shape):
+    header = {"descr": "<f4", "fortran_order": False, "shape": shape}
+    with open(path, "wb") as handle:
+        npy_format.write_array_header_1_0(handle, header)
+        handle.write(np.zeros(4, np.float32).tobytes())
+    return path
+
+
+def _npz_as_npy(path):
+    with open(path, "wb") as handle:
+        np.savez(handle, a=np.zeros((1, 1, 8, 8), np.float32), b=np.ones(3))
+    return path
 
 
 def _save_npy(path, array):
@@ -494,6 +568,33 @@ def test_predict_on_bad_input_is_one_line(build, fragment, as_json, finished_run
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert fragment is None or fragment in lines[0], lines[0]
     assert "Traceback" not in out + err and "NaN" not in out
+
+
+# -- issue 27: files a finished run holds are never overwritten, hand-edited options are refused --
+
+def test_leaderboard_output_onto_a_runs_result_is_refused(finished_run, capsys):
+    result = next(finished_run.glob("*/result.json"))
+    before = result.read_bytes()
+    code = main(["leaderboard", str(finished_run), "--format", "json", "-o", str(result)])
+    out, err = capsys.readouterr()
+    assert code == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "result.json" in lines[0], err
+    assert result.read_bytes() == before
+
+
+def test_export_of_a_run_with_wrongly_typed_backbone_options_is_one_line(finished_run, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(next(finished_run.glob("*/result.json")).parent, run_dir)
+    record = json.loads((run_dir / "result.json").read_text())
+    record["backbone_options"] = {"width": "wide"}
+    (run_dir / "result.json").write_text(json.dumps(record))
+    code = main([*TOY, "export", str(run_dir), "--output", str(tmp_path / "out.onnx"), "--no-int8"])
+    out, err = capsys.readouterr()
+    assert code == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "width" in lines[0], err
+    assert "Traceback" not in out + err and not (tmp_path / "out.onnx").exists()
 
 
 # -- issue 16: what a finished run leaves and how the CLI talks about it ---------------------

@@ -8,6 +8,8 @@ import sys
 import numpy as np
 import pytest
 import torch
+
+from tlbench.settings import TrainSettings
 from PIL import Image
 
 from tlbench.training.model import build_model
@@ -247,18 +249,18 @@ def test_int8_switch_skips_quantization(tmp_path):
 
 # -- speed settings (CUDA paths checked for their logic; no GPU needed) ------------------------
 def test_cpu_keeps_the_plain_path():
-    speed = resolve_speed({"amp": True, "channels_last": True, "device_data_max_mb": 0.0}, "cpu")
+    speed = resolve_speed(TrainSettings(amp=True, channels_last=True, device_data_max_mb=0.0), "cpu")
     assert speed.amp_dtype is None and not speed.channels_last and not speed.non_blocking
     assert speed.keep_on_device(torch.zeros(1000, 1000))  # host memory is the device
 
 
 def test_cuda_settings_pick_bf16_where_supported_and_honour_switches():
-    train = {"amp": True, "channels_last": True, "cudnn_benchmark": True, "non_blocking": True,
-             "device_data_max_mb": 1.0, "loader_workers": 2, "pin_memory": True}
+    train = TrainSettings(amp=True, channels_last=True, cudnn_benchmark=True, non_blocking=True,
+                          device_data_max_mb=1.0, loader_workers=2, pin_memory=True)
     assert resolve_speed(train, "cuda", bf16_supported=True).amp_dtype == "bfloat16"
     fp16 = resolve_speed(train, "cuda", bf16_supported=False)
     assert fp16.amp_dtype == "float16" and fp16.as_dict()["amp"] is True
-    off = resolve_speed({**train, "amp": False, "channels_last": False}, "cuda", bf16_supported=True)
+    off = resolve_speed(train.replace(amp=False, channels_last=False), "cuda", bf16_supported=True)
     assert off.amp_dtype is None and off.grad_scaler() is None and off.channels_last is False
     # the size threshold decides what stays on the GPU
     assert fp16.keep_on_device(torch.zeros(100, 100)) and not fp16.keep_on_device(torch.zeros(1000, 1000))

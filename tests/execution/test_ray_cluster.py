@@ -18,7 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TOY_PLUGINS, run_cli
+from conftest import TOY_PLUGINS
+from conftest import run_cli as _run_cli
+
+
+def run_cli(*args, **kwargs):
+    """Ray starts and stops its own processes: these tests run the CLI in a subprocess."""
+    return _run_cli(*args, isolate=True, **kwargs)
 
 ray = pytest.importorskip("ray")
 cluster_utils = pytest.importorskip("ray.cluster_utils")

@@ -16,13 +16,13 @@ def test_pip_installed_plugin_is_discovered_and_runs(tmp_path):
         check=True, capture_output=True,
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
-    listed = json.loads(run_cli("plugins", "--json", env=env).stdout)
+    listed = json.loads(run_cli("plugins", "--json", env=env, isolate=True).stdout)
     tinymlp = next(e for e in listed["backbones"] if e["name"] == "tinymlp")
     assert tinymlp["distribution"] == "tlbench-example-plugin" and tinymlp["plugin"] == "example"
     assert any(e["name"] == "meanmatch" for e in listed["adaptation_losses"])
     out = tmp_path / "out"
     proc = run_cli("run", "--backbone", "tinymlp", "--source", "digits:mnist", "--target", "digits:uci",
-                   "--strategy", "finetune", "--loss", "meanmatch", "--shots", "2", "--results-dir", out, *FAST_TRAIN, env=env)
+                   "--strategy", "finetune", "--loss", "meanmatch", "--shots", "2", "--results-dir", out, *FAST_TRAIN, env=env, isolate=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (result,) = read_results(out)
     assert result["status"] == "ok" and result["loss"] == "meanmatch"
@@ -35,14 +35,14 @@ def test_pip_installed_plugin_is_discovered_and_runs(tmp_path):
     own = tmp_path / "own"
     proc = run_cli("run", "--backbone", "tinymlp", "--source", "stripes:plain", "--target", "stripes:noisy",
                    "--strategy", "top-stage", "--loss", "meanmatch", "--shots", "3", "--executor", "in-order",
-                   "--set", "train.model_selection=top2-margin", "--results-dir", own, *FAST_TRAIN, env=env)
+                   "--set", "train.model_selection=top2-margin", "--results-dir", own, *FAST_TRAIN, env=env, isolate=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (result,) = read_results(own)
     assert result["status"] == "ok" and result["strategy"] == "top-stage" and result["target_classes"] == ["vertical", "horizontal"]
     # its estimator scored the source model before training; its validator picked the checkpoint
     assert result["transferability"]["scores"]["spread-ratio"] > 0 and result["model_selection"] == "top2-margin"
     assert 0.0 <= result["validator_scores"]["top2-margin"] <= 1.0
-    board = run_cli("leaderboard", own, "--format", "csv", "--columns", "acc,provenance", env=env)
+    board = run_cli("leaderboard", own, "--format", "csv", "--columns", "acc,provenance", env=env, isolate=True)
     assert board.returncode == 0 and "top-stage" in board.stdout and "tlbench-example-plugin" in board.stdout
 
 
@@ -57,3 +57,36 @@ def test_plugin_written_for_the_flat_layout_still_runs(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (result,) = read_results(out)
     assert result["status"] == "ok" and result["strategy"] == "old-top-stage" and result["loss"] == "old-meanmatch"
+
+
+def _readme_blocks(language: str) -> list[str]:
+    """The ``language`` code blocks of the README's "Writing a plugin" section, in order."""
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    section = text.split("## Writing a plugin", 1)[1].split("\n## ", 1)[0]
+    return [block.split("```", 1)[0] for block in section.split(f"```{language}\n")[1:]]
+
+
+def test_plugin_written_only_from_the_readme_installs_and_runs(tmp_path):
+    """The README's two files, copied as a newcomer would, make a package that installs, lists
+    its plugins, refuses an option outside its declared range and runs a grid."""
+    package = tmp_path / "my-tlbench-plugin"
+    package.mkdir()
+    (toml,) = [b for b in _readme_blocks("toml") if "[project.entry-points.tlbench]" in b]
+    (module,) = [b for b in _readme_blocks("python") if "@hookimpl" in b]
+    (package / "pyproject.toml").write_text(toml)
+    (package / "my_tlbench_plugin.py").write_text(module)
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", target, package], check=True, capture_output=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), os.environ.get("PYTHONPATH", "")])}
+    cell = ["run", "--backbone", "flatmlp", "--source", "digits:mnist", "--target", "digits:uci", "--strategy", "finetune",
+            "--loss", "meangap", "--shots", "2", "--results-dir", tmp_path / "out", *FAST_TRAIN, "--set", "train.int8=false"]
+    refused = run_cli(*cell, "--set", "meangap.weight=-1", env=env, isolate=True)
+    assert refused.returncode == 2 and "meangap" in refused.stderr and "weight" in refused.stderr, refused.stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*/result.json"))
+    proc = run_cli(*cell, "--set", "meangap.weight=0.5", env=env, isolate=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (result,) = read_results(tmp_path / "out")
+    assert result["status"] == "ok" and result["backbone"] == "flatmlp" and result["loss"] == "meangap"
+    assert result["provenance"]["backbones"]["distribution"] == "my-tlbench-plugin"
+    assert result["onnx_top1_agreement"] == 1.0

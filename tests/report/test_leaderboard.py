@@ -228,7 +228,7 @@ def test_model_selection_setting_is_validated_and_default_run_ids_are_unchanged(
     explicit = expand({**base, "train": {"model_selection": "last"}}, registry)[0]
     oracle = expand({**base, "train": {"model_selection": "target-oracle"}}, registry)[0]
     assert default.run_id == explicit.run_id != oracle.run_id
-    assert default.train["model_selection"] == "last" and oracle.train["model_selection"] == "target-oracle"
+    assert default.train.model_selection == "last" and oracle.train.model_selection == "target-oracle"
 
 
 def test_gains_over_control_and_none_are_seed_paired_and_need_the_same_recipe():

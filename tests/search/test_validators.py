@@ -73,8 +73,8 @@ def test_dev_validator_weights_the_source_loss_by_how_target_like_each_example_i
     logits, labels = torch.randn(200, 3, generator=g), torch.randint(0, 3, (200,), generator=g)
     inputs = ValidationInputs(source_features=source, source_logits=logits, source_labels=labels, target_features=target,
                               generator=g)
-    losses = torch.nn.functional.cross_entropy(logits, labels, reduction="none").numpy()
-    assert DeepEmbeddedValidation().score(inputs) == pytest.approx(dev_risk(losses, weights))
+    assert DeepEmbeddedValidation().score(inputs) == pytest.approx(dev_by_hand(source.numpy(), target.numpy(), logits.numpy(),
+                                                                         labels.numpy(), c=1.0), rel=1e-3)  # lbfgs stops at tol=1e-4
     assert DeepEmbeddedValidation.higher_is_better is False
 
 
@@ -117,3 +117,92 @@ def test_every_registered_validator_scores_a_model_and_a_broken_one_costs_only_i
     assert without_source["source-val"] is None and without_source["dev"] is None
     assert without_source["entropy"] == scores["entropy"]
     assert entropy(torch.zeros(1, 2)).item() == pytest.approx(math.log(2))
+
+
+# -- every validator against its paper's formula, written out here in numpy ---------------------------
+def softmax_np(logits):
+    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def random_logits(seed, n=25, classes=4, scale=2.0):
+    return np.random.default_rng(seed).normal(size=(n, classes)) * scale
+
+
+def dev_by_hand(source, target, logits, labels, c):
+    """You et al. (2019), DEV: a logistic-regression domain classifier on standardised features
+    (population std), fitted here by minimising 1/2 |w|^2 + c * sum of log-losses (intercept not
+    penalised, scikit-learn's objective) with scipy; w(x) = n_s / n_t * P(t | x) / P(s | x);
+    risk = mean(w l) + eta mean(w) - eta, eta = -Cov(w l, w) / Var(w)."""
+    from scipy.optimize import minimize
+
+    x = np.concatenate([source, target]).astype(np.float64)
+    x = (x - x.mean(axis=0)) / x.std(axis=0)
+    sign = np.r_[-np.ones(len(source)), np.ones(len(target))]  # target = +1
+
+    def objective(wb):
+        margin = sign * (x @ wb[:-1] + wb[-1])
+        grad_margin = -sign / (1 + np.exp(margin))
+        value = 0.5 * wb[:-1] @ wb[:-1] + c * np.logaddexp(0, -margin).sum()
+        grad = np.r_[wb[:-1] + c * x.T @ grad_margin, c * grad_margin.sum()]
+        return value, grad
+
+    wb = minimize(objective, np.zeros(x.shape[1] + 1), jac=True, method="BFGS", options={"gtol": 1e-10}).x
+    p_target = 1 / (1 + np.exp(-(x[: len(source)] @ wb[:-1] + wb[-1])))
+    w = len(source) / len(target) * p_target / (1 - p_target)
+    losses = -np.log(softmax_np(logits)[np.arange(len(labels)), labels])
+    wl = w * losses
+    eta = -np.mean((wl - wl.mean()) * (w - w.mean())) / np.mean((w - w.mean()) ** 2)
+    return float(wl.mean() + eta * w.mean() - eta)
+
+
+def test_dev_equals_you_et_al_with_a_domain_classifier_fitted_here():
+    rng = np.random.default_rng(4)
+    source, target = rng.normal(size=(60, 3)), rng.normal(size=(80, 3)) * [1.0, 2.0, 1.0] + [1.0, 0.0, -0.5]
+    logits, labels = random_logits(5, n=60, classes=3), rng.integers(0, 3, size=60)
+    for c in (1.0, 0.05):  # a small C: the penalty (and so the standardisation) matters
+        inputs = ValidationInputs(source_features=torch.tensor(source), source_logits=torch.tensor(logits),
+                                  source_labels=torch.tensor(labels), target_features=torch.tensor(target),
+                                  generator=torch.Generator().manual_seed(0))
+        expected = dev_by_hand(source, target, logits, labels, c)
+        assert DeepEmbeddedValidation(c=c).score(inputs) == pytest.approx(expected, rel=1e-4)
+
+
+def test_entropy_and_im_equal_scipy_entropies():
+    from scipy.stats import entropy as scipy_entropy
+
+    logits = random_logits(0)
+    p = softmax_np(logits)
+    per_example = scipy_entropy(p, axis=1)
+    inputs = ValidationInputs(target_logits=torch.tensor(logits))
+    assert MeanEntropy().score(inputs) == pytest.approx(per_example.mean(), rel=1e-6)
+    # IM (Musgrave et al., 2022): H(mean_i p_i) - mean_i H(p_i)
+    assert InformationMaximization().score(inputs) == pytest.approx(scipy_entropy(p.mean(axis=0)) - per_example.mean(), rel=1e-6)
+
+
+def test_snd_equals_saito_et_al_written_as_loops():
+    """Saito et al. (2021): L2-normalised softmax vectors, cosine similarity / T to every other
+    row, softmax over those n - 1 neighbours, entropy, mean over rows."""
+    logits = random_logits(1, n=12, classes=3)
+    z = softmax_np(logits)
+    z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    total = 0.0
+    for i in range(len(z)):
+        sims = np.array([z[i] @ z[j] / 0.05 for j in range(len(z)) if j != i])
+        q = np.exp(sims - sims.max())
+        q /= q.sum()
+        total += -np.sum(q * np.log(q))
+    inputs = ValidationInputs(target_logits=torch.tensor(logits), generator=torch.Generator().manual_seed(0))
+    assert SoftNeighborhoodDensity().score(inputs) == pytest.approx(total / len(z), rel=1e-5)
+
+
+def test_source_accuracy_and_oracle_equal_numpy_argmax_accuracy():
+    logits = random_logits(2, n=40)
+    labels = np.random.default_rng(3).integers(0, 4, size=40)
+    labels[:15] = logits[:15].argmax(axis=1)  # some right, some wrong
+    expected = float(np.mean(logits.argmax(axis=1) == labels))
+    assert 0.3 < expected < 1.0
+    assert SourceAccuracy().score(ValidationInputs(source_logits=torch.tensor(logits), source_labels=torch.tensor(labels))) \
+        == pytest.approx(expected)
+    assert TargetOracle().score(ValidationInputs(target_test_logits=torch.tensor(logits),
+                                                 target_test_labels=torch.tensor(labels))) == pytest.approx(expected)

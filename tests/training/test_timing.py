@@ -3,6 +3,7 @@
 import torch
 
 import tlbench.utils.timing as timing
+from tlbench.settings import TrainSettings
 from tlbench.training.loop import synchronize
 
 
@@ -63,7 +64,7 @@ def test_deployment_times_torch_with_a_cuda_sync_on_gpu_runs(monkeypatch):
         y = torch.zeros(4, dtype=torch.long)
 
     class Spec:
-        train = {"latency_repeats": 3, "eval_batch_size": 8}
+        train = TrainSettings.from_dict({"latency_repeats": 3, "eval_batch_size": 8})
 
     try:
         deployment.deploy_cell(Spec(), Model(), None, (3,), Split(), None, "cuda", {})

@@ -55,7 +55,7 @@ def test_rank_trains_source_models_once_and_ranks_by_the_chosen_estimator(tmp_pa
     (["--backbone", "smallcnn@pretrained"], "source `pretrained` needs pretrained weights"),
     (["--backbone", "smalcnn"], "unknown backbone 'smalcnn'"),
     (["--estimators", "logme,leap"], "unknown estimator 'leap'"),
-    (["--set", "knn.k=0"], "knn option k=0 must be at least 1"),
+    (["--set", "knn.k=0"], "option `k` = 0 is out of range; use 1..10000"),
     (["--set", "knn.kk=1"], "estimator 'knn' has no option 'kk'"),
     (["--set", "resnet18.pretrained=true"], "no candidate uses"),
     (["--estimators", "logme", "--set", "knn.k=3"], "--estimators leaves out"),

@@ -20,8 +20,9 @@ def add_deploy_parsers(sub) -> None:
 
     export = sub.add_parser("export", help="re-export a stored run's model to ONNX (and INT8) from its model.pt")
     export.add_argument("run_dir", metavar="RUN_DIR", help="one run's directory, e.g. results/runs/<run>")
-    export.add_argument("--output", "-o", metavar="FILE.onnx", help="where to write, a path ending in .onnx (default "
-                        "RUN_DIR/model.onnx); the INT8 model goes beside it as FILE.int8.onnx")
+    export.add_argument("--output", "-o", metavar="FILE.onnx", help="where to write, a path ending in .onnx outside any run "
+                        "directory (default RUN_DIR/model.onnx, only when the run has none: a run's own files are never "
+                        "replaced); the INT8 model goes beside it as FILE.int8.onnx")
     export.add_argument("--no-int8", action="store_true", help="skip INT8 quantization")
     export.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -43,16 +44,24 @@ def cmd_predict(args, registry=None) -> int:
 def cmd_export(args, registry) -> int:
     from pathlib import Path
 
-    from tlbench.cli.paths import check_output_dir, check_output_file
+    from tlbench.cli.paths import check_output_dir, check_output_file, is_run_dir
     from tlbench.plugin.errors import UserError
     from tlbench.execution.reexport import export_run
+    from tlbench.execution.results import INT8_FILE, ONNX_FILE
 
-    if args.output:  # checked before the model is rebuilt
+    if args.output is not None:  # checked before the model is rebuilt
         if not args.output.lower().endswith(".onnx"):
             raise UserError(f"--output {args.output!r} must end in .onnx (the INT8 model goes beside it as NAME.int8.onnx)")
         check_output_file(args.output, "--output", "FILE.onnx")
+        if not args.no_int8:
+            check_output_file(args.output[: -len(".onnx")] + ".int8.onnx", "--output's INT8 model", "FILE.onnx")
     elif Path(args.run_dir).is_dir():
-        check_output_dir(args.run_dir, "RUN_DIR")
+        run_dir = Path(args.run_dir)
+        check_output_dir(run_dir, "RUN_DIR", guard=False)  # the default writes into the run, where it has no model
+        held = [name for name in (ONNX_FILE, *(() if args.no_int8 else (INT8_FILE,))) if (run_dir / name).exists()]
+        if held and is_run_dir(run_dir):
+            raise UserError(f"RUN_DIR {args.run_dir!r} already holds the run's {held[0]}, which export never replaces; "
+                            "give --output FILE.onnx outside the run directory")
     report = export_run(args.run_dir, registry, output=args.output, int8=not args.no_int8)
     if args.json:
         print(json.dumps(report, indent=2, sort_keys=True))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 
-from tlbench.cli.paths import check_output_dir, check_output_file, check_plot_target
+from tlbench.cli.paths import check_cache_dirs, check_output_dir, check_output_file, check_plot_target
+from tlbench.cli.values import refuse_empty
 from tlbench.plugin.errors import UserError
 
 EXIT_USAGE = 2
@@ -88,38 +88,26 @@ def _column_keys() -> list[str]:
 
 
 def _flag_config(args) -> dict:
-    from tlbench.grid import parse_set, split_list
+    from tlbench.cli.parsing import data_and_set_config, list_flag
 
     config = {}
     for key in ("backbone", "source", "target", "strategy", "loss", "shots", "seeds"):
         value = getattr(args, key)
         if value is not None:
-            items = split_list(value)
-            if not items:
-                raise UserError(f"--{key} is empty; give at least one value")
-            if any(not part.strip() for part in re.sub(r"\[[^\]]*\]", "[]", value).split(",")):  # [..] subsets keep commas
-                raise UserError(f"--{key} {value!r} has an empty item; separate names with single commas, e.g. "
-                                f"--{key} {','.join(items)}")
-            config[key] = items
+            config[key] = list_flag(key, value)
+    for key in ("device", "data_root", "executor", "workers", "devices", "ray_address", "threads"):
+        refuse_empty(args, key)
     if args.results_dir is not None:
         config["results_dir"] = args.results_dir
     if args.device is not None:
         config["device"] = args.device
-    if args.data_root is not None:
-        config["data_root"] = args.data_root
     for key in ("executor", "workers", "devices", "ray_address", "threads"):
         if getattr(args, key) is not None:
             config[key] = getattr(args, key)
-    if args.download:
-        config["download"] = True
     from tlbench.search.flags import search_flag_config
 
     config.update(search_flag_config(args))
-    sets = parse_set(args.set)
-    if "train" in sets:
-        config["train"] = sets.pop("train")
-    if sets:
-        config["set"] = sets
+    config.update(data_and_set_config(args))  # --data-root, --download, --set, read as `tlbench rank` reads them
     from tlbench.deploy.verifiers import apply_verify_flag
 
     return apply_verify_flag(args, config)
@@ -136,6 +124,7 @@ def cmd_run(args, registry) -> int:
     if args.grid is None and args.backbone is None:
         raise UserError("nothing to run: give --grid (built-in default), --grid FILE.toml, or --backbone/--source/--target")
     file_config = {}
+    refuse_empty(args, "grid")
     if args.grid is not None:
         file_config = read_grid_file(default_grid_path() if args.grid == "default" else args.grid)
     else:
@@ -153,9 +142,11 @@ def cmd_run(args, registry) -> int:
     if not isinstance(results_dir, str) or not results_dir:
         raise UserError("results_dir must be a directory path")
     check_output_dir(results_dir, "--results-dir" if args.results_dir is not None else "results_dir")
+    check_cache_dirs(results_dir, "--results-dir" if args.results_dir is not None else "results_dir")
     device = config.get("device", "auto")
-    if not isinstance(device, str):
-        raise UserError("device must be a string: auto, cpu, cuda or cuda:N")
+    if not isinstance(device, str) or not device.strip():
+        raise UserError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    device = resolve_device(device)  # a device this machine lacks is refused now, not when the first cell starts
     if args.mlflow is not None:
         from tlbench.report.tracking import check_tracking_uri
 
@@ -170,7 +161,7 @@ def cmd_run(args, registry) -> int:
 
     from tlbench.search.driver import run_search
 
-    run = lambda todo, show: run_grid(todo, registry, results_dir, resolve_device(device), console, settings, plugins_dirs, show)  # noqa: E731
+    run = lambda todo, show: run_grid(todo, registry, results_dir, device, console, settings, plugins_dirs, show)  # noqa: E731
     code = run_search(config, registry, specs, run, render, log=console.print, select=args.select)
     if args.mlflow is not None:
         from tlbench.report.tracking import log_results_dir
@@ -183,15 +174,16 @@ def cmd_leaderboard(args, registry=None) -> int:
     from tlbench.report import formats, leaderboard
     from tlbench.execution.results import scan_results
 
+    refuse_empty(args, "results_dir", "DIR")
     directory = Path(args.results_dir)
     if not directory.is_dir():
         raise UserError(f"results directory {str(directory)!r} does not exist; run `tlbench run` first or pass DIR")
     leaderboard.choose_columns(args.columns, [])
     # every output is checked before anything is computed or written
-    if args.output:
+    if args.output is not None:
         check_output_file(args.output, "--output")
-    plot_kind = check_plot_target(args.plot) if args.plot else None
-    if args.export_all:
+    plot_kind = check_plot_target(args.plot) if args.plot is not None else None
+    if args.export_all is not None:
         check_output_dir(args.export_all, "--export-all")
     if args.mlflow is not None:
         from tlbench.report.tracking import check_tracking_uri
@@ -214,19 +206,19 @@ def cmd_leaderboard(args, registry=None) -> int:
         from tlbench.report.tracking import log_results_dir
 
         log_results_dir(directory, args.mlflow or None, log=lambda line: print(line, file=sys.stderr))
-    if args.export_all:
+    if args.export_all is not None:
         from tlbench.report.exports import export_all
 
         for path in export_all(results, args.export_all, columns=args.columns):
             print(f"wrote {path}", file=sys.stderr)
         return 0
-    if args.plot:
+    if args.plot is not None:
         from tlbench.report.plots import write_plots
 
         for path in write_plots(leaderboard.aggregate(results), args.plot):
             print(f"wrote {path}", file=sys.stderr)
     if args.format == "table":
-        if not args.output:
+        if args.output is None:
             leaderboard.render(results, columns=args.columns)
             return 0
         import io
@@ -243,7 +235,7 @@ def cmd_leaderboard(args, registry=None) -> int:
         text = html_with_plots(results, args.columns, plot_dir=args.plot if plot_kind == "dir" else None)
     else:
         text = formats.export(results, args.format, columns=args.columns)
-    if args.output:
+    if args.output is not None:
         from tlbench.utils.atomic import atomic_write_bytes
 
         atomic_write_bytes(args.output, text.encode("utf-8"))
@@ -274,7 +266,7 @@ def main(argv=None) -> int:
 
             dirs = list(args.plugins_dir) + list(getattr(args, "run_plugins_dir", []) or [])
             for directory in dirs:
-                if not Path(directory).is_dir():
+                if not directory.strip() or not Path(directory).is_dir():
                     raise UserError(f"--plugins-dir {directory!r} is not a directory")
             check_allowlist(dirs)
             _, registry = load_plugins(dirs)
@@ -297,5 +289,12 @@ def main(argv=None) -> int:
         return 130
 
 
+def console_main() -> None:
+    """The ``tlbench`` console script: :func:`main`, then an exit that a late Ctrl-C cannot turn into a signal death."""
+    from tlbench.execution.interrupts import exit_process
+
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

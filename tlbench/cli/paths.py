@@ -1,4 +1,5 @@
 """Output paths checked before any work: one line naming what is wrong, never a traceback later.
+No output goes inside a run directory or a results directory's cache (``refuse_run_files``).
 
 Writability is probed by creating and removing a temp file (permission bits say nothing when
 running as root, on read-only mounts or in /proc).
@@ -54,8 +55,10 @@ def _check_parents(path: Path, flag: str, shown: str) -> Path:
     return anchor
 
 
-def check_output_dir(path, flag: str) -> Path:
-    """A directory that will be created if needed and written into; returns it as a Path."""
+def check_output_dir(path, flag: str, guard: bool = True) -> Path:
+    """A directory that will be created if needed and written into; returns it as a Path.
+    ``guard``: refuse one inside a run directory or a results directory's cache (see
+    ``refuse_run_files``)."""
     shown = str(path)
     if not shown:
         raise UserError(f"{flag} is empty; give a directory path")
@@ -63,6 +66,8 @@ def check_output_dir(path, flag: str) -> Path:
     anchor = _check_parents(path, flag, shown)
     if anchor == path and not path.is_dir():
         raise UserError(f"{flag} {shown!r} is a file, not a directory; give a directory (it is created if missing)")
+    if guard:
+        refuse_run_files(path, flag, shown)
     _probe_directory(anchor, flag, shown)
     return path
 
@@ -76,6 +81,7 @@ def check_output_file(path, flag: str, hint: str = "a file name") -> Path:
     if shown.endswith(("/", os.sep)) or (_exists(path) and path.is_dir()):
         raise UserError(f"{flag} {shown!r} is a directory; give {hint}")
     anchor = _check_parents(path, flag, shown)
+    refuse_run_files(path, flag, shown)
     _probe_directory(path.parent if anchor == path else anchor, flag, shown)
     if anchor == path:
         try:
@@ -84,6 +90,54 @@ def check_output_file(path, flag: str, hint: str = "a file name") -> Path:
         except OSError as exc:
             raise UserError(f"{flag} {shown!r} is not writable ({exc.strerror or type(exc).__name__}); give a path you can write") from None
     return path
+
+
+# What a results directory holds besides its run directories: the source-model and estimator
+# caches (tlbench.execution.source_cache.CACHE_DIR, tlbench.transferability.cache.CACHE_DIR).
+CACHE_DIRS = {".cache/sources": "source-model cache", ".cache/transferability": "estimator cache"}
+
+
+def check_cache_dirs(results_dir, flag: str) -> None:
+    """The caches under ``results_dir`` can be created and written (none under a regular file)."""
+    for cache, what in CACHE_DIRS.items():
+        check_output_dir(Path(results_dir).expanduser() / cache, f"{flag}'s {what}", guard=False)
+
+
+def is_run_dir(directory: Path) -> bool:
+    """Does ``directory`` hold a run: a valid result.json, or a result.json beside model files?"""
+    from tlbench.execution.results import ARTIFACTS, RESULT_FILE, read_result
+
+    try:
+        if not (directory / RESULT_FILE).is_file():
+            return False
+        return any((directory / name).is_file() for name in ARTIFACTS) or read_result(directory / RESULT_FILE) is not None
+    except OSError:
+        return False
+
+
+def _is_cache(directory: Path, parent: str, name: str) -> bool:
+    """``directory`` is a results directory's ``.cache`` (holding ``name``) or ``.cache/name``."""
+    if directory.name == name and directory.parent.name == parent:
+        return True
+    return directory.name == parent and _exists(directory / name)
+
+
+def refuse_run_files(path, flag: str, shown: str | None = None) -> None:
+    """UserError when writing ``path`` (a file, or a directory to write into) would put output
+    inside a run directory (its result.json, models, predictions) or a results directory's cache:
+    no command writes over what a run produced. Symbolic links are followed."""
+    shown = str(path) if shown is None else shown
+    try:
+        real = Path(os.path.realpath(Path(path).expanduser()))
+    except (OSError, ValueError):
+        return
+    for directory in (real, *real.parents):
+        if is_run_dir(directory):
+            raise UserError(f"{flag} {shown!r} is inside run directory {str(directory)!r}; tlbench never writes over a "
+                            "run's files (result.json, models, predictions): give a path outside it")
+        if any(_is_cache(directory, *cache.split("/")) for cache in CACHE_DIRS):
+            raise UserError(f"{flag} {shown!r} is inside {str(directory)!r}, a results directory's cache; give a path "
+                            "outside it")
 
 
 PLOT_RULE = ("FILE.png writes the accuracy-vs-shots plot there; an existing directory or a path ending in "

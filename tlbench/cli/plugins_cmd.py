@@ -11,6 +11,7 @@ import json
 
 from tlbench.plugin.errors import UserError, unknown, with_plugin_hints
 from tlbench.plugin.registry import KINDS, SINGULAR
+from tlbench.settings.train import RECIPE_KEYS
 
 WIDE = 110  # from this console width on, plugin / distribution / version get their own columns
 # Class attributes of strategies, losses and executors worth showing (the contract's switches).
@@ -53,13 +54,6 @@ def _summary(entry) -> str:
     return "; ".join(parts)
 
 
-def _recipe_keys() -> set[str]:
-    try:
-        from tlbench.training.optim import RECIPE_DEFAULTS
-    except Exception:  # noqa: BLE001
-        return set()
-    return set(RECIPE_DEFAULTS)
-
 
 def _jsonable(value):
     if isinstance(value, tuple):
@@ -84,11 +78,17 @@ def details(entry) -> dict:
         "description": _description(entry),
         "doc": inspect.getdoc(obj) or "",
     }
-    recipe = _recipe_keys() if entry.kind == "adaptation_losses" else set()
-    out["options"] = {
-        key: {"default": _jsonable(value), "type": type(value).__name__, **({"recipe": True} if key in recipe else {})}
-        for key, value in entry.defaults.items()
-    }
+    from tlbench.grid.options import entry_option_specs  # imports torch: only for `plugins NAME`
+
+    recipe = set(RECIPE_KEYS) if entry.kind == "adaptation_losses" else set()
+    out["options"] = {}
+    for key, spec in entry_option_specs(entry).items():
+        option = {"default": _jsonable(spec.default), "type": type(spec.default).__name__}
+        if spec.choices is not None:
+            option["choices"] = _jsonable(spec.choices)
+        if spec.low is not None or spec.high is not None:
+            option["range"] = [spec.low, spec.high]
+        out["options"][key] = {**option, **({"recipe": True} if key in recipe else {})}
     out["meta"] = {k: _jsonable(entry.meta[k]) for k in META_SHOWN if k in entry.meta}
     if callable(entry.meta.get("check_options")):
         out["meta"]["check_options"] = True
@@ -192,14 +192,25 @@ def _render_details(found: list[dict]) -> None:
             table.add_column("option", no_wrap=True)
             table.add_column("default", overflow="fold")
             table.add_column("type", no_wrap=True)
+            table.add_column("valid", overflow="fold")
             for key, option in item["options"].items():
                 kind = option["type"] + (" (training recipe)" if option.get("recipe") else "")
-                table.add_row(escape(key), escape(json.dumps(option["default"])), kind)
+                table.add_row(escape(key), escape(json.dumps(option["default"])), kind, escape(_valid(option)))
             console.print(table)
         else:
             console.print(Padding("options: (none)", (0, 0, 0, 2)))
         if "search_space" in item:
             console.print(Padding(f"search_space: {json.dumps(item['search_space'])}", (0, 0, 0, 2)), markup=False)
+
+
+def _valid(option: dict) -> str:
+    """An option's declared choices or range, in words ('' when it declares neither)."""
+    if "choices" in option:
+        return ", ".join(map(str, option["choices"]))
+    if "range" in option:
+        low, high = option["range"]
+        return f"{'-inf' if low is None else low}..{'inf' if high is None else high}"
+    return ""
 
 
 def _options_header(item: dict) -> str:

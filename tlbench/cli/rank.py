@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 
+from tlbench.cli.parsing import data_and_set_config, list_flag
 from tlbench.plugin.errors import UserError
 
 DEFAULT_BY = "logme"
@@ -42,51 +42,28 @@ def add_rank_parser(sub) -> None:
     rank.add_argument("--plugins-dir", action="append", default=[], metavar="DIR", dest="run_plugins_dir", help=argparse.SUPPRESS)
 
 
-def _items(flag: str, value: str) -> list[str]:
-    from tlbench.grid import split_list
-
-    items = split_list(value or "")
-    if not items:
-        raise UserError(f"--{flag} is empty; give at least one value")
-    if any(not part.strip() for part in re.sub(r"\[[^\]]*\]", "[]", value).split(",")):
-        raise UserError(f"--{flag} {value!r} has an empty item; separate names with single commas, e.g. --{flag} {','.join(items)}")
-    return items
-
-
-def _config(args) -> dict:
-    from tlbench.grid import parse_set
-
-    config = {}
-    sets = parse_set(args.set)
-    if "train" in sets:
-        config["train"] = sets.pop("train")
-    config["set"] = sets
-    if args.data_root is not None:
-        config["data_root"] = args.data_root
-    if args.download:
-        config["download"] = True
-    return config
-
-
 def cmd_rank(args, registry) -> int:
     from rich.console import Console
 
-    from tlbench.cli.paths import check_output_dir
+    from tlbench.cli.paths import check_cache_dirs, check_output_dir
+    from tlbench.cli.values import refuse_empty
     from tlbench.grid import DEFAULT_RESULTS_DIR
     from tlbench.plugin.errors import with_plugin_hints
     from tlbench.transferability.rank import candidate_specs, parse_candidates
     from tlbench.transferability.scoring import build_estimators, estimator_names
 
-    targets = _items("target", args.target)
+    for key in ("device", "data_root", "results_dir"):
+        refuse_empty(args, key)
+    targets = list_flag("target", args.target)
     if len(targets) != 1:
         raise UserError(f"--target names {len(targets)} targets; rank scores candidates for one target, run it once per target")
-    candidates = parse_candidates(_items("backbone", args.backbone), _items("source", args.source) if args.source else [])
+    candidates = parse_candidates(list_flag("backbone", args.backbone), list_flag("source", args.source) if args.source is not None else [])
     try:
-        names = estimator_names(registry, _items("estimators", args.estimators) if args.estimators else None)
+        names = estimator_names(registry, list_flag("estimators", args.estimators) if args.estimators is not None else None)
         if args.by not in names:
             raise UserError(f"--by {args.by!r} is not among the estimators computed ({', '.join(names) or 'none registered'}); "
                             "pick one of them or add it to --estimators")
-        config = _config(args)
+        config = data_and_set_config(args)  # as `tlbench run` reads them
         pairs, estimator_options = candidate_specs(candidates, targets[0], args.shots, args.seed, config, registry)
         unused = sorted(set(estimator_options) - set(names))
         if unused:
@@ -94,8 +71,9 @@ def cmd_rank(args, registry) -> int:
         estimators = build_estimators(registry, names, estimator_options)
     except UserError as exc:
         raise with_plugin_hints(exc, registry.broken) from None
-    results_dir = args.results_dir or DEFAULT_RESULTS_DIR
+    results_dir = DEFAULT_RESULTS_DIR if args.results_dir is None else args.results_dir
     check_output_dir(results_dir, "--results-dir")
+    check_cache_dirs(results_dir, "--results-dir")
     from tlbench.utils.environment import resolve_device
 
     device = resolve_device(args.device or "auto")

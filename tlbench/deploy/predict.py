@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tlbench.plugin.errors import UserError
+from tlbench.plugin.errors import UserError, first_line
 
 LABELS_KEY, PREPROCESSING_KEY = "tlbench.labels", "tlbench.preprocessing"
 
@@ -52,14 +52,16 @@ def load_model(path):
     """(session, labels, preprocessing dict) of a tlbench ONNX model; UserError otherwise."""
     from tlbench.deploy.ort import make_session
 
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"model {str(path)!r} does not exist; give an .onnx file written by `tlbench run` or `tlbench export`")
+    shown, path = str(path), Path(path)
+    if shown.strip() and path.is_dir():
+        raise UserError(f"model {shown!r} is a directory; give an .onnx file written by `tlbench run` or `tlbench export`")
+    if not shown.strip() or not path.is_file():
+        raise UserError(f"model {shown!r} does not exist; give an .onnx file written by `tlbench run` or `tlbench export`")
     try:
         session, _ = make_session(path, "cpu")
     except Exception as exc:  # onnxruntime raises its own exception types
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{str(path)!r} is not a loadable ONNX model: {first[:200]}") from None
+        first = first_line(exc, typed=False) or type(exc).__name__
+        raise UserError(f"{str(path)!r} is not a loadable ONNX model: {first}") from None
     meta = session.get_modelmeta().custom_metadata_map
     if LABELS_KEY not in meta or PREPROCESSING_KEY not in meta:
         raise UserError(
@@ -119,10 +121,9 @@ def image_input(path: Path, pre: dict) -> np.ndarray:
 
 def array_inputs(path: Path, pre: dict) -> np.ndarray:
     """A ``.npy`` file -> a batch of model-ready inputs; the shape must fit the model."""
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{str(path)!r} is not a readable .npy array: {str(exc)[:120]}") from None
+    from tlbench.deploy.arrays import load_npy
+
+    x = load_npy(path)  # the header's declared size is checked against the file first
     expected = tuple(pre["input_shape"])
     if x.dtype.kind not in "fiu":
         raise UserError(f"{str(path)!r} holds {x.dtype} values; the model needs numbers")
@@ -149,8 +150,14 @@ def read_inputs(paths, pre: dict) -> list[tuple[str, np.ndarray]]:
     out = []
     for raw in paths:
         path = Path(raw)
-        if not path.is_file():
-            raise UserError(f"input {str(path)!r} does not exist")
+        if str(raw).strip() and path.is_dir():
+            raise UserError(f"input {str(raw)!r} is a directory; give image files or .npy arrays")
+        if not str(raw).strip() or not path.is_file():
+            raise UserError(f"input {str(raw)!r} does not exist")
+        if path.suffix.lower() == ".npz":
+            from tlbench.deploy.arrays import NPZ_HINT
+
+            raise UserError(f"input {str(path)!r} is {NPZ_HINT}")
         if path.suffix.lower() == ".npy":
             batch = array_inputs(path, pre)
             names = [str(path)] if len(batch) == 1 else [f"{path}[{i}]" for i in range(len(batch))]
@@ -201,7 +208,7 @@ def predict(model_path, inputs, top_k: int = 3, warn=None) -> list[Prediction]:
         try:
             logits = session.run(None, {name: batch})[0]
         except Exception as exc:
-            raise UserError(f"the model rejected {input_name!r}: {str(exc).splitlines()[0][:200]}") from None
+            raise UserError(f"the model rejected {input_name!r}: {first_line(exc, typed=False)}") from None
         if not np.isfinite(logits).all():
             raise UserError(f"the model gave non-finite outputs (NaN/inf) for {input_name!r}; check that the input is "
                             "normalised the way the model's metadata says (values far out of range overflow)")

@@ -18,7 +18,7 @@ from tlbench.grid import RunSpec
 
 SETTING_KEYS = ("executor", "workers", "devices", "ray_address", "threads")
 MAX_WORKERS = 1024
-DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:[0-9]+)?|mps)\Z")
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,11 @@ class Executor:
 
 
 def _positive_int(what: str, value, high: int) -> int:
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
+    text = value.strip() if isinstance(value, str) else ""
+    if re.fullmatch(r"-?[0-9]+", text):  # ASCII digits only: "²".isdigit() is True but int() refuses it
+        if len(text) > 18:  # int() of thousands of digits raises; this many are out of range anyway
+            raise UserError(f"{what} = {text[:20]}... is out of range; use 1..{high}")
+        value = int(text)
     if isinstance(value, bool) or not isinstance(value, int):
         raise UserError(f"{what} must be a whole number, got {value!r}")
     if not 1 <= value <= high:
@@ -141,10 +144,29 @@ def resolve_settings(config: dict, registry) -> ExecutorSettings:
         if key not in accepted:
             takes = ", ".join(accepted) or "no options"
             raise UserError(f"executor {name!r} does not take `{key.replace('_', '-')}` (it takes {takes})")
+    for device in settings.devices:  # known now, not when a worker first touches the device
+        check_device_exists(device, "devices")
     check = getattr(entry.obj, "check_settings", None)
     if check is not None:
         check(settings)
     return settings
+
+
+def check_device_exists(device: str, where: str) -> None:
+    """UserError unless ``device`` (cpu, cuda, cuda:N, mps) is present on this machine."""
+    if device == "cpu":
+        return
+    import torch
+
+    if device == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise UserError(f"device 'mps' in {where} is not available on this machine; use cpu")
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        have = f"it has {count} GPU(s): " + ", ".join(f"cuda:{i}" for i in range(count)) if count else "torch sees no GPU"
+        raise UserError(f"device {device!r} in {where} does not exist on this machine ({have}); use cpu or a device it has")
 
 
 def default_threads(workers: int) -> int:

@@ -1,8 +1,9 @@
 """After training: time torch, export to ONNX, verify in onnxruntime (and a second runtime when
 asked), quantize to INT8, time the runtimes, and say how long each step took.
 
-One call per cell (:func:`deploy_cell`), from the runner. Every check always runs; the costs
-are kept down by reusing what an earlier step made: the fp32 session that verified the model
+One call per cell (:func:`deploy_cell`), from the runner; its export sequence
+(:func:`export_and_check`) is also what `tlbench export` runs on a stored model. Every check
+always runs; the costs are kept down by reusing what an earlier step made: the fp32 session that verified the model
 times it, the torch reference logits are the ones the evaluation computed (on a CPU run; a GPU
 run computes them again on the CPU), and the second runtime compares with the logits already in
 hand. Batch-64 timings take one warm-up call (:data:`B64_WARMUP`, three before): every model and
@@ -24,6 +25,7 @@ from tlbench.deploy.onnx_export import compare_logits, export_onnx, model_size_m
 from tlbench.deploy.ort import ort_latency_ms, session_settings
 from tlbench.deploy.quantize import int8_report
 from tlbench.execution.results import INT8_FILE, ONNX_FILE
+from tlbench.plugin.errors import first_line
 from tlbench.training.loop import predict_logits, synchronize
 from tlbench.utils.timing import median_ms
 
@@ -78,10 +80,45 @@ def second_runtime(name: str, fp32_path, int8_path, ort_logits: np.ndarray, int8
                 f"{name}_{tag}latency_ms_b64": round(runtime.latency_ms(compiled, many, max(3, repeats // 5)), 4),
             })
         except Exception as exc:  # noqa: BLE001 - a verifier's failure is recorded, the cell stands
-            errors.append(f"{Path(path).name}: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''}")
+            errors.append(f"{Path(path).name}: {first_line(exc)}")
     if errors:
         out[f"{name}_error"] = "; ".join(errors)
     return out
+
+
+def export_and_check(model, test_x: torch.Tensor, test_y: torch.Tensor, onnx_path: Path, int8_path: Path | None,
+                     metadata: dict, *, sequence: bool, calibration, seed: int, dynamo: bool, batch_size: int,
+                     device: str, repeats: int, reference: torch.Tensor | None = None, keep_logits: bool = False,
+                     clock: _Clock | None = None) -> tuple[torch.Tensor, dict, dict]:
+    """The export sequence of a cell and of `tlbench export`, for the CPU ``model`` in eval mode:
+    its reference logits of ``test_x`` (unless given), the input statistics of ``calibration`` in
+    the metadata, ONNX export, the onnxruntime check against torch on ``device``, then INT8
+    (calibrated on ``calibration``; skipped when ``int8_path`` is None). Returns (reference,
+    check fields, int8 fields); the check keeps its ``_session``, both keep ``_logits`` when
+    ``keep_logits``. ``clock`` times each step."""
+    clock = clock or _Clock()
+    if reference is None:
+        with clock.step("reference"), torch.inference_mode():
+            reference = predict_logits(model, test_x, batch_size)
+    calib = None if calibration is None else _as_numpy(calibration)
+    metadata = dict(metadata)
+    if calib is not None and len(calib):
+        with clock.step("input_stats"):
+            metadata[STATS_KEY] = input_statistics(calib, sequence=sequence, seed=seed)
+    with clock.step("export"):
+        export_onnx(model, test_x[:2], onnx_path, metadata, dynamo=dynamo)
+    with clock.step("verify"):
+        check = verify(onnx_path, reference, test_x, test_y, device, batch_size, keep_logits=keep_logits)
+    int8 = {}
+    if int8_path is not None:
+        x_np = test_x.numpy()
+        with clock.step("int8"):
+            int8 = int8_report(
+                onnx_path, int8_path, calibration=calib, test_x=x_np, test_y=test_y.numpy(),
+                fp32_acc=check["onnx_target_acc"], latency_inputs=(x_np[:1], x_np[:LATENCY_BATCH]), device=device,
+                repeats=repeats, batch_size=batch_size, seed=seed, keep_logits=keep_logits,
+            )
+    return reference, check, int8
 
 
 def deploy_cell(spec, model, dataset, shape, test, run_dir: Path, device: str, metadata: dict, calibration=None,
@@ -90,7 +127,7 @@ def deploy_cell(spec, model, dataset, shape, test, run_dir: Path, device: str, m
     the time each step took). ``reference``: the model's eval-mode logits of ``test`` when
     already computed on the CPU."""
     train = spec.train
-    repeats = train["latency_repeats"]
+    repeats = train.latency_repeats
     clock = _Clock()
     one, many = test.x[:1], test.x[:LATENCY_BATCH]
     model.eval()
@@ -100,32 +137,17 @@ def deploy_cell(spec, model, dataset, shape, test, run_dir: Path, device: str, m
         torch_bn = median_ms(lambda: model(many), repeats=max(3, repeats // 5), warmup=B64_WARMUP, sync=sync)
     cpu_model = model.cpu()
     test_x, test_y = test.x.cpu(), test.y.cpu()
-    if reference is None or torch.device(device).type != "cpu":
-        with clock.step("reference"), torch.inference_mode():
-            reference = predict_logits(cpu_model, test_x, train["eval_batch_size"])
-    calib = None if calibration is None else _as_numpy(calibration)
-    metadata = dict(metadata)
-    if calib is not None and len(calib):
-        with clock.step("input_stats"):
-            metadata[STATS_KEY] = input_statistics(calib, sequence=len(shape) == 2, seed=spec.seed)
     onnx_path = run_dir / ONNX_FILE
-    with clock.step("export"):
-        export_onnx(cpu_model, test_x[:2], onnx_path, metadata, dynamo=train["export_dynamo"])
-    verifier = train.get("verify_with") or ""
-    with clock.step("verify"):
-        check = verify(onnx_path, reference, test_x, test_y, device, train["eval_batch_size"], keep_logits=bool(verifier))
+    verifier = train.verify_with
+    _, check, int8 = export_and_check(
+        cpu_model, test_x, test_y, onnx_path, run_dir / INT8_FILE if train.int8 else None, metadata,
+        sequence=len(shape) == 2, calibration=calibration, seed=spec.seed, dynamo=train.export_dynamo,
+        batch_size=train.eval_batch_size, device=device, repeats=repeats, keep_logits=bool(verifier), clock=clock,
+        reference=reference if torch.device(device).type == "cpu" else None)  # a GPU run's logits: computed again on the CPU
     session = check.pop("_session")
     ort_fp32 = check.pop("_logits", None)
     x1, xn, x_np, y_np = one.cpu().numpy(), many.cpu().numpy(), test_x.numpy(), test_y.numpy()
     model.to(device)
-    int8 = {}
-    if train.get("int8", True):
-        with clock.step("int8"):
-            int8 = int8_report(
-                onnx_path, run_dir / INT8_FILE, calibration=calib, test_x=x_np, test_y=y_np,
-                fp32_acc=check["onnx_target_acc"], latency_inputs=(x1, xn), device=device, repeats=repeats,
-                batch_size=train["eval_batch_size"], seed=spec.seed, keep_logits=bool(verifier),
-            )
     int8_logits = int8.pop("_logits", None)
     with clock.step("ort_latency"):
         ort_b1 = ort_latency_ms(session, x1, repeats)
@@ -134,7 +156,7 @@ def deploy_cell(spec, model, dataset, shape, test, run_dir: Path, device: str, m
     if verifier:
         with clock.step(verifier):
             second = second_runtime(verifier, onnx_path, run_dir / INT8_FILE, ort_fp32, int8_logits,
-                                    x_np, y_np, (x1, xn), repeats, train["eval_batch_size"])
+                                    x_np, y_np, (x1, xn), repeats, train.eval_batch_size)
     return {
         **check,
         **int8,

@@ -26,10 +26,11 @@ import torch
 
 from tlbench.training.batchnorm import batch_statistics_accuracy
 from tlbench.training.loop import predict_logits
+from tlbench.utils.seeds import Salt, seeded_generator
 
 CPU_EVAL_ROWS = 128
 BATCH_STATS_ROWS = 512  # test rows per domain
-BATCH_STATS_SALT = 6  # the subset's generator: seed * 1_000_003 + 6 (runner 1..4, validators 5)
+BATCH_STATS_SALT = int(Salt.BATCH_STATS)  # the subset's generator (recorded with the figures)
 
 
 def eval_rows(batch_size: int, device) -> int:
@@ -61,7 +62,7 @@ def batch_stats(model, split, other, logits, bn_inputs: list[str], domain: str, 
     domains = {"source" if name == "source" else "target" for name in bn_inputs}
     if domain not in domains or not isinstance(split.x, torch.Tensor) or not isinstance(other.x, torch.Tensor):
         return None, None
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + BATCH_STATS_SALT)
+    generator = seeded_generator(seed, Salt.BATCH_STATS)
     index = _subset(len(split.x), generator)
     x, y = _rows(split.x, index), _rows(split.y, index)
     companion = _rows(other.x, _subset(len(other.x), generator)) if len(domains) == 2 else None

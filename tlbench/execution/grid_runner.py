@@ -21,7 +21,7 @@ from tlbench.execution import worker
 from tlbench.execution.interrupts import GridInterrupts
 from tlbench.execution.contract import ExecutorSettings, Task, WorkerConfig
 from tlbench.execution.results import (
-    RESULT_FILE, atomic_write_bytes, finished_run_ids, load_results, read_result, write_json_atomic,
+    RESULT_FILE, SCHEMA_VERSION, atomic_write_bytes, finished_run_ids, load_results, read_result, write_json_atomic,
 )
 
 
@@ -34,7 +34,7 @@ def plan(specs) -> tuple[list[Task], list[Task]]:
 
 
 def _stub_record(spec, status: str, error: str) -> dict:
-    return {"run_id": spec.run_id, **spec.as_dict(), "status": status, "error": error}
+    return {"schema_version": SCHEMA_VERSION, "run_id": spec.run_id, **spec.as_dict(), "status": status, "error": error}
 
 
 def _record_outside_runner(results_dir: Path, spec, status: str, error: str, details: str | None = None) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 
 EXIT_INTERRUPTED = 130
@@ -31,6 +32,28 @@ def _exit_now(signum, frame) -> None:
 def _first(signum, frame) -> None:
     signal.signal(signal.SIGINT, _exit_now)
     raise KeyboardInterrupt
+
+
+def exit_process(code: int) -> None:
+    """End the ``tlbench`` process with ``code``; after a Ctrl-C, without the interpreter's teardown.
+
+    Python's shutdown puts the default SIGINT handler back before it unloads modules (torch's take
+    a while), so a Ctrl-C pressed then would kill the process by signal. Once a grid was
+    interrupted and cleaned up there is nothing left to save: flush the output and leave now.
+    """
+    if code != EXIT_INTERRUPTED:
+        raise SystemExit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed pipe must not turn an exit into a traceback
+            pass
+    for child in multiprocessing.active_children():
+        try:
+            child.kill()
+        except Exception:  # noqa: BLE001
+            pass
+    os._exit(code)
 
 
 class GridInterrupts:

@@ -11,28 +11,43 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from tlbench.plugin.errors import UserError
+from tlbench.plugin.errors import UserError, first_line
 from tlbench.grid import RunSpec
 from tlbench.execution.results import INT8_FILE, MODEL_FILE, ONNX_FILE, RESULT_FILE, read_result
 
 
-def spec_from_record(record: dict) -> RunSpec:
-    """The RunSpec a result record was produced from."""
+def spec_from_record(record: dict, registry=None, where: str = RESULT_FILE) -> RunSpec:
+    """The RunSpec a result record was produced from. With ``registry``, its stored plugin options
+    are checked as the grid checks them: a hand-edited record is a one-line UserError."""
     known = {f.name for f in dataclasses.fields(RunSpec)}
-    return RunSpec(**{k: v for k, v in record.items() if k in known})
+    fix = "rerun the run (or restore the file) to export it"
+    try:
+        spec = RunSpec(**{k: v for k, v in record.items() if k in known})
+    except Exception as exc:  # noqa: BLE001 - wrong types in a hand-edited file
+        raise UserError(f"{where} does not describe a run ({first_line(exc)}); {fix}") from None
+    if registry is None:
+        return spec
+    from tlbench.grid.options import resolve_entry_options
+
+    stored = (("backbones", spec.backbone, spec.backbone_options), ("strategies", spec.strategy, spec.strategy_options),
+              ("adaptation_losses", spec.loss, spec.loss_options))
+    try:
+        for kind, name, options in stored:
+            resolve_entry_options(registry.get(kind, name), options)
+        if not isinstance(spec.dataset_options, dict) or not all(isinstance(v, dict) for v in spec.dataset_options.values()):
+            raise UserError("dataset_options must map dataset names to tables of options")
+    except UserError as exc:
+        raise UserError(f"{where} holds settings this tlbench cannot rebuild: {exc}; {fix}") from None
+    return spec
 
 
 def export_run(run_dir, registry, output=None, int8: bool = True, dynamo: bool | None = None) -> dict:
     """Re-export the run stored in ``run_dir``; returns what was written and how it checked."""
+    from tlbench.execution.deployment import export_and_check
+    from tlbench.execution.runner import Runner
     from tlbench.training.model import build_model
-    from tlbench.deploy.onnx_export import export_onnx, verify
-    from tlbench.deploy.input_stats import STATS_KEY, input_statistics
-    from tlbench.deploy.quantize import int8_report
-    from tlbench.execution.runner import Runner, onnx_metadata
-    from tlbench.training.loop import predict_logits
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -45,42 +60,33 @@ def export_run(run_dir, registry, output=None, int8: bool = True, dynamo: bool |
     weights = run_dir / MODEL_FILE
     if not weights.is_file():
         raise UserError(f"{str(run_dir)!r} has no {MODEL_FILE} (runs before tlbench saved weights); rerun it to export")
-    spec = spec_from_record(record)
+    where = str(run_dir / RESULT_FILE)
+    spec = spec_from_record(record, registry, where)
     runner = Runner(registry, run_dir.parent, "cpu", log=lambda msg: None)
-    backbone, dataset, shape, data = runner._inputs(spec)
-    if record.get("input_shape") and list(shape) != list(record["input_shape"]):
-        raise UserError(f"dataset now gives input shape {list(shape)}, the run used {record['input_shape']}")
-    model = build_model(backbone, shape, len(dataset.classes), spec.backbone_options)
+    try:
+        backbone, dataset, shape, data = runner.inputs(spec)
+        if record.get("input_shape") and list(shape) != list(record["input_shape"]):
+            raise UserError(f"dataset now gives input shape {list(shape)}, the run used {record['input_shape']}")
+        model = build_model(backbone, shape, len(dataset.classes), spec.backbone_options)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a plugin may raise anything for settings it no longer takes
+        raise UserError(f"cannot rebuild the model {where} describes ({spec.backbone} on {spec.target}): {first_line(exc)}") from None
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except Exception as exc:  # a corrupt or mismatched file
-        raise UserError(f"cannot load {str(weights)!r} into {spec.backbone}: {str(exc).splitlines()[0][:200]}") from None
+        raise UserError(f"cannot load {str(weights)!r} into {spec.backbone}: {first_line(exc, typed=False)}") from None
     model.eval()
     test = data["target_test"]
     x = test.x.cpu()
-    batch = spec.train.get("eval_batch_size", 512)
-    reference = predict_logits(model, x, batch)
+    batch = spec.train.eval_batch_size
     path = Path(output) if output else run_dir / ONNX_FILE
-    use_dynamo = spec.train.get("export_dynamo", True) if dynamo is None else dynamo
-    metadata = onnx_metadata(spec, dataset, shape, runner._versions)
-    train_x = data["target_train"].x  # the statistics `tlbench predict` compares inputs with, as in the run
-    train_x = train_x.cpu().numpy() if hasattr(train_x, "cpu") else np.asarray(train_x)
-    if len(train_x):
-        metadata[STATS_KEY] = input_statistics(train_x, sequence=len(shape) == 2, seed=spec.seed)
-    export_onnx(model, x[:2], path, metadata, dynamo=use_dynamo)
-    check = verify(path, reference, x, test.y, "cpu", batch)
+    use_dynamo = spec.train.export_dynamo if dynamo is None else dynamo
+    int8_path = (path.with_name(path.stem + ".int8.onnx") if output else run_dir / INT8_FILE) if int8 else None
+    # the run's own sequence; its target train inputs give the input statistics and INT8 calibration, as in the run
+    reference, check, report = export_and_check(
+        model, x, test.y, path, int8_path, runner.export_metadata(spec, dataset, shape), sequence=len(shape) == 2,
+        calibration=data["target_train"].x, seed=spec.seed, dynamo=use_dynamo, batch_size=batch, device="cpu", repeats=3)
     check.pop("_session")
-    out = {"onnx_path": str(path), "torch_target_acc": float((reference.argmax(1) == test.y).float().mean()), **check}
-    if int8:
-        x_np = x.numpy()
-        calibration = data["target_train"].x
-        calibration = calibration.cpu().numpy() if hasattr(calibration, "cpu") else np.asarray(calibration)
-        report = int8_report(
-            path, path.with_name(path.stem + ".int8.onnx") if output else run_dir / INT8_FILE,
-            calibration=calibration, test_x=x_np, test_y=test.y.numpy(),
-            fp32_acc=check["onnx_target_acc"], latency_inputs=(x_np[:1], x_np[:64]), repeats=3, batch_size=batch,
-            seed=spec.seed,
-        )
-        out.update({k: v for k, v in report.items() if k.startswith("int8_")})
-    return out
+    return {"onnx_path": str(path), "torch_target_acc": float((reference.argmax(1) == test.y).float().mean()), **check, **report}

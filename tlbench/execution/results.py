@@ -8,11 +8,15 @@ import re
 import shutil
 from pathlib import Path
 
+from tlbench.plugin.errors import first_line
 from tlbench.utils import atomic
 from tlbench.utils.atomic import atomic_write_bytes, write_json_atomic  # noqa: F401 (re-exported)
 from tlbench.utils.disk import describe_failure  # noqa: F401 (re-exported)
 
 RESULT_FILE = "result.json"
+# Version of the result.json layout. 1: no `schema_version` field (before typed settings);
+# 2: adds it. Readers accept every version up to this one; a newer file is refused, not guessed at.
+SCHEMA_VERSION = 2
 STATUSES = ("ok", "failed", "interrupted")
 REQUIRED = {
     "run_id": str,
@@ -43,6 +47,9 @@ def validate_result(obj) -> str | None:
     for key, kind in REQUIRED.items():
         if not isinstance(obj.get(key), kind) or (kind is int and isinstance(obj.get(key), bool)):
             return f"field {key!r} missing or not {kind.__name__}"
+    version = obj.get("schema_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
+        return f"schema_version {version!r} is not one this tlbench reads (1..{SCHEMA_VERSION}); upgrade tlbench"
     if obj["status"] not in STATUSES:
         return f"status {obj['status']!r} is not one of {STATUSES}"
     for key in NUMERIC:
@@ -61,7 +68,7 @@ def read_result_or_reason(path) -> tuple[dict | None, str | None]:
     except OSError as exc:
         return None, f"cannot read it ({exc.strerror or type(exc).__name__})"
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        return None, f"not valid JSON ({str(exc).splitlines()[0][:80]})"
+        return None, f"not valid JSON ({first_line(exc, 80, typed=False)})"
     reason = validate_result(obj)
     return (obj, None) if reason is None else (None, reason)
 

@@ -15,12 +15,13 @@ from tlbench.execution.cell_data import DomainCache, empty_like, source_is_data
 from tlbench.grid.domains import dataset_name
 from tlbench.training.data import adapt_inputs, adapted_preprocessing, backbone_input_shape, few_shot
 from tlbench.utils.environment import device_name, versions
+from tlbench.utils.seeds import TARGET_INIT_OFFSET, Salt, seeded_generator
 from tlbench.grid import RunSpec
 from tlbench.training.model import build_model
 from tlbench.plugin.registry import Registry
 from tlbench.training.selection import SOURCE_VAL_FRACTION, SOURCE_VAL_MAX, holdout
 from tlbench.search.scoring import checkpoint_selector, needs_source_holdout, score_validators
-from tlbench.execution.results import MODEL_FILE, RESULT_FILE, artifact_digests, describe_failure, remove_stale_temps, write_json_atomic
+from tlbench.execution.results import MODEL_FILE, RESULT_FILE, SCHEMA_VERSION, artifact_digests, describe_failure, remove_stale_temps, write_json_atomic
 from tlbench.execution.deployment import deploy_cell
 from tlbench.training.speed import HostTensor, SpeedSettings, resolve_speed
 from tlbench.execution.evaluation import eval_rows, evaluate_cell
@@ -44,12 +45,6 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _seed_generator(seed: int, salt: int) -> torch.Generator:
-    generator = torch.Generator()
-    generator.manual_seed(seed * 1_000_003 + salt)
-    return generator
-
-
 class Runner:
     """Executes RunSpecs against a registry, writing one result directory per run."""
 
@@ -70,9 +65,10 @@ class Runner:
         """(TaskView, DomainData) of ``dataset:domain[subset]``, loaded once per process."""
         return self._data.domain(value, options)
 
-    def _inputs(self, spec: RunSpec, speed: SpeedSettings | None = None):
-        """(backbone entry, target TaskView, input shape, device data). A pretrained source has
-        no source data: its splits are empty; ``data["source_classes"]`` is None then."""
+    def inputs(self, spec: RunSpec, speed: SpeedSettings | None = None):
+        """(backbone entry, target TaskView, input shape, device data) of ``spec``'s cell, also
+        for ``tlbench export``. A pretrained source has no source data: its splits are empty;
+        ``data["source_classes"]`` is None then."""
         backbone = self.registry.get("backbones", spec.backbone)
         tgt_ds, tgt = self.domain(spec.target, spec.options_of_dataset(dataset_name(spec.target)))
         src_ds, src = (self.domain(spec.source, spec.options_of_dataset(dataset_name(spec.source)))
@@ -128,8 +124,8 @@ class Runner:
             model = speed.prepare_model(model, len(shape) + 1)
         train = spec.train
         stats = pretrain_source(
-            model, source_train, train["source_epochs"], train["batch_size"], train["lr"], _seed_generator(spec.seed, 1),
-            speed=speed, recipe=recipe_of(train), bn_batches=train.get("bn_recalibration_batches", 0),
+            model, source_train, train.source_epochs, train.batch_size, train.lr, seeded_generator(spec.seed, Salt.SOURCE_TRAINING),
+            speed=speed, recipe=recipe_of(train), bn_batches=train.bn_recalibration_batches,
         )
         state = model.state_dict()
         cache.save_state(path, state)
@@ -144,10 +140,10 @@ class Runner:
         validation slice (None unless a validator reading source data needs it) for one cell."""
         speed = resolve_speed(spec.train, self.device)
         speed.configure_backends()
-        backbone, tgt_ds, shape, data = self._inputs(spec, speed)
+        backbone, tgt_ds, shape, data = self.inputs(spec, speed)
         source_val = None
         if needs_source_holdout(spec, self.registry):
-            data["source_train"], source_val = holdout(data["source_train"], _seed_generator(spec.seed, 4))
+            data["source_train"], source_val = holdout(data["source_train"], seeded_generator(spec.seed, Salt.SOURCE_HOLDOUT))
         return speed, backbone, tgt_ds, shape, data, source_val
 
     def cell_inputs(self, spec: RunSpec):
@@ -201,6 +197,7 @@ class Runner:
             if entry:
                 provenance[kind] = entry.as_dict()
         return {
+            "schema_version": SCHEMA_VERSION,
             "run_id": spec.run_id,
             **{k: v for k, v in spec.as_dict().items()},
             "status": "running",
@@ -222,7 +219,7 @@ class Runner:
         strategy = self.registry.get("strategies", spec.strategy).obj(**spec.strategy_options)
         loss = self.registry.get("adaptation_losses", spec.loss).obj(**spec.loss_options)
 
-        torch.manual_seed(spec.seed + 7919)
+        torch.manual_seed(spec.seed + TARGET_INIT_OFFSET)
         model = build_model(backbone, shape, num_classes, spec.backbone_options)
         weights_info = getattr(model.backbone, "weights_info", None)  # which initial weights, if it says
         if strategy.init_from_source and differ:  # task transfer: the source backbone, a fresh target head
@@ -230,11 +227,11 @@ class Runner:
         elif strategy.init_from_source:
             model.load_state_dict(source_state)
         model = speed.prepare_model(model.to(self.device), len(shape) + 1)
-        generator = _seed_generator(spec.seed, 2)
+        generator = seeded_generator(spec.seed, Salt.TRANSFER)
         train = spec.train
         recipe = transfer_recipe(train, spec.loss_options)  # [train], overridden by the loss's own recipe keys
         recipe.update(spec.trial.get("train", {}))  # a search trial's sampled [train] keys, for the transfer only
-        augment_gen = _seed_generator(spec.seed, 3)
+        augment_gen = seeded_generator(spec.seed, Salt.AUGMENT)
         ctx = TransferContext(
             source_state={k: v.to(self.device) for k, v in source_state.items()},
             source_train=data["source_train"],
@@ -242,16 +239,16 @@ class Runner:
             target_unlabeled=data["target_train"].x,
             num_classes=num_classes,
             shots=spec.shots,
-            steps=train["steps"],
+            steps=train.steps,
             lr=recipe["lr"],  # the rate strategies build their parameter groups from
-            batch_size=train["batch_size"],
+            batch_size=train.batch_size,
             device=torch.device(self.device),
             generator=generator,
             augment=lambda x: tgt_ds.augment(x, augment_gen),
             log=self.log,
             extra={"speed": speed},
             recipe=recipe,
-            bn_batches=train.get("bn_recalibration_batches", 0),
+            bn_batches=train.bn_recalibration_batches,
             label_spaces_differ=differ,
             source_num_classes=len(source_classes) if source_classes is not None else None,
         )
@@ -263,9 +260,9 @@ class Runner:
         cache.save_state(run_dir / MODEL_FILE, model.state_dict())  # for `tlbench export RUN_DIR`
 
         target_test, source_test = data["target_test"], data["source_test"]
-        batch = eval_rows(train["eval_batch_size"], self.device)  # rows per eval-mode pass
+        batch = eval_rows(train.eval_batch_size, self.device)  # rows per eval-mode pass
         evaluated, target_logits = evaluate_cell(  # accuracies; the target logits are deployment's reference
-            model, target_test, source_test, stats.bn_inputs, differ, train["eval_batch_size"], self.device, spec.seed)
+            model, target_test, source_test, stats.bn_inputs, differ, train.eval_batch_size, self.device, spec.seed)
         result = {
             **source_info,
             "backbone_weights": weights_info,
@@ -289,7 +286,7 @@ class Runner:
             "strategy_summary": strategy.summary(),
             "final_loss_terms": stats.last_terms,
             "transferability": transferability,
-            "model_selection": spec.train.get("model_selection", "last"),
+            "model_selection": spec.train.model_selection,
             **(selector.as_dict() if selector is not None else {}),
             **score_validators(self.registry, model, source_val, data["target_train"].x, target_test, batch, spec.seed),
         }
@@ -299,6 +296,10 @@ class Runner:
         )
         return result
 
+    def export_metadata(self, spec: RunSpec, dataset, shape) -> dict:
+        """The metadata an exported model of ``spec`` carries, with this process's versions."""
+        return onnx_metadata(spec, dataset, shape, self._versions)
+
     def _latency_and_export(self, spec, model, dataset, shape, test, run_dir: Path, calibration=None, reference=None) -> dict:
-        metadata = onnx_metadata(spec, dataset, shape, self._versions)
+        metadata = self.export_metadata(spec, dataset, shape)
         return deploy_cell(spec, model, dataset, shape, test, run_dir, self.device, metadata, calibration, reference)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 from tlbench.grid.domains import resolve_subset
-from tlbench.grid.options import check_value, resolve_options
+from tlbench.grid.options import check_value, entry_option_specs, resolve_options
 from tlbench.plugin.contracts import Dataset
 from tlbench.plugin.errors import UserError, first_line, unknown
 
@@ -24,11 +24,12 @@ def resolve_dataset_options(registry, name: str, config: dict, given: dict | Non
 
     entry = registry.get("datasets", name)
     defaults = entry.defaults
+    specs = entry_option_specs(entry)
     base = dict(defaults)
     for key in GLOBAL_DATASET_KEYS:
         if key in defaults and config.get(key) is not None:
-            base[key] = check_value(f"dataset {name!r}", key, config[key], defaults[key])
-    return resolve_options(f"dataset {name!r}", base, given or {})
+            base[key] = check_value(f"dataset {name!r}", key, config[key], defaults[key], specs[key])
+    return resolve_options(f"dataset {name!r}", base, given or {}, specs)
 
 
 def build_dataset(entry, options: dict):

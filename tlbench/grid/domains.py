@@ -21,6 +21,7 @@ from tlbench.plugin.errors import UserError
 
 PRETRAINED = "pretrained"
 DOMAIN_ADAPTATION, TASK_TRANSFER, PRETRAINED_KIND = "domain-adaptation", "task-transfer", "pretrained"
+_INDEX = re.compile(r"[0-9]+")  # a class index (fullmatch): ASCII digits only
 _PATTERN = re.compile(r"^(?P<dataset>[^:\[\]]+):(?P<domain>[^:\[\]]+)(\[(?P<subset>[^\[\]]*)\])?$")
 
 
@@ -69,9 +70,12 @@ def resolve_subset(ref: DomainRef, classes: tuple[str, ...], role: str = "domain
         if item in classes:
             chosen.append(classes.index(item))
             continue
-        bounds = item.split("-")
-        if item.isdigit() or (len(bounds) == 2 and all(b.strip().isdigit() for b in bounds)):
-            low, high = (int(item), int(item)) if item.isdigit() else (int(bounds[0]), int(bounds[1]))
+        bounds = [b.strip() for b in item.split("-")]
+        if not item.isascii() and any(c.isdigit() for c in item):  # "١", "²": str.isdigit() says yes, int() may not
+            raise UserError(f"{role} {ref.qualified}[{ref.subset}]: {item!r} is not a class name and uses non-ASCII digits; "
+                            "write class indices with 0-9, e.g. [0-4] or [1,2]")
+        if _INDEX.fullmatch(item) or (len(bounds) == 2 and all(_INDEX.fullmatch(b) for b in bounds)):
+            low, high = (int(item), int(item)) if _INDEX.fullmatch(item) else (int(bounds[0]), int(bounds[1]))
             if low > high or high >= len(classes):
                 raise UserError(f"{role} {ref.qualified}[{ref.subset}]: class range {item!r} is outside 0-{len(classes) - 1}")
             chosen.extend(range(low, high + 1))

@@ -26,10 +26,10 @@ from tlbench.grid.dataset_options import check_domain, label_space, resolve_data
 from tlbench.grid.domains import (
     DOMAIN_ADAPTATION, PRETRAINED_KIND, TASK_TRANSFER, DomainRef, dataset_name, is_pretrained, parse_domain,
 )
-from tlbench.grid.options import check_recipe, resolve_options, resolve_train, selection_reads_source
+from tlbench.grid.options import check_recipe, resolve_entry_options, resolve_train, selection_reads_source
 from tlbench.grid.spec import KNOWN_KEYS, LIST_KEYS, PLUGIN_KINDS, RunSpec
 from tlbench.plugin.errors import UserError, unknown
-from tlbench.plugin.registry import SINGULAR, Registry
+from tlbench.plugin.registry import Registry
 
 MAX_SHOTS = 1_000_000
 
@@ -138,7 +138,7 @@ def expand(config: dict, registry: Registry) -> list[RunSpec]:
         if kind == "datasets":
             continue
         entry = registry.get(kind, name)
-        options[(kind, name)] = resolve_options(f"{SINGULAR[kind]} {name!r}", entry.defaults, given)
+        options[(kind, name)] = resolve_entry_options(entry, given)
         check = entry.meta.get("check_options") if kind != "backbones" else None
         if callable(check):  # value checks beyond types (backbones are checked below, defaults included)
             check(options[(kind, name)])
@@ -188,7 +188,7 @@ def expand(config: dict, registry: Registry) -> list[RunSpec]:
         for strategy, loss, shot in itertools.product(dict.fromkeys(lists["strategy"]), dict.fromkeys(lists["loss"]), shots):
             _check_transfer_kind(registry, kinds[(source, target)], source, target, strategy, loss, shot)
     if selection_reads_source(train, registry) and any(kind != DOMAIN_ADAPTATION for kind in kinds.values()):
-        raise UserError(f"model_selection = {train['model_selection']} scores the target head on source data, which needs a "
+        raise UserError(f"model_selection = {train.model_selection} scores the target head on source data, which needs a "
                         "shared label space and source data; use last, target-oracle or a target-only validator (entropy, "
                         "im, snd) for task-transfer and pretrained pairs")
     for backbone in dict.fromkeys(lists["backbone"]):

@@ -1,59 +1,81 @@
-"""Option tables (``[train]``, ``[set.NAME]``) checked against their defaults' types and ranges."""
+"""Option tables checked before anything trains: ``[train]`` against its typed settings
+(tlbench/settings/train.py), ``[set.NAME]`` against each plugin's declared defaults, ranges and choices."""
 
 from __future__ import annotations
 
-import math
-
-from tlbench.grid.spec import TRAIN_DEFAULTS, TRAIN_LIMITS
 from tlbench.plugin.errors import UserError, closest_first
-from tlbench.training.optim import RECIPE_CHOICES, RECIPE_DEFAULTS, RECIPE_LIMITS
+from tlbench.settings import FieldSpec, TrainSettings, field_specs
+from tlbench.settings import check_value as check_field
+from tlbench.settings.train import RECIPE_KEYS
 
-def check_value(what: str, key: str, value, default):
-    """Type-check one option against its default's type; ints are accepted for floats."""
-    if default is None:
+_SETTABLE = (bool, int, float, str)
+
+
+def option_specs(what: str, defaults: dict, ranges: dict | None = None, choices: dict | None = None) -> dict[str, FieldSpec]:
+    """One FieldSpec per plugin option: its type is its default's type (a ``None`` default takes any
+    value), its bounds and choices what the plugin declares in ``option_ranges`` / ``option_choices``.
+    Recipe keys (lr, optimizer, ...) in a loss's options follow the ``[train]`` field of that name."""
+    train = field_specs(TrainSettings)
+    specs = {}
+    for key, default in defaults.items():
+        if key in RECIPE_KEYS:
+            specs[key] = train[key]
+            continue
+        low, high = (ranges or {}).get(key, (None, None))
+        allowed = (choices or {}).get(key)
+        kind = type(default) if isinstance(default, _SETTABLE) else None
+        specs[key] = FieldSpec(key, kind, default, f"{what} option", low=low, high=high,
+                               choices=None if allowed is None else tuple(allowed))
+    return specs
+
+
+def entry_option_specs(entry) -> dict[str, FieldSpec]:
+    """The option specs of a registry entry (tlbench.plugin.registry.Entry)."""
+    return option_specs(entry.label, entry.defaults, entry.option_ranges, entry.option_choices)
+
+
+def check_value(what: str, key: str, value, default, spec: FieldSpec | None = None):
+    """One option checked against ``spec`` (or just its default's type); ints are accepted for floats."""
+    if spec is None:
+        spec = option_specs(what, {key: default})[key]
+    if spec.type is None:
         return value
-    expected = type(default)
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if expected is bool and not isinstance(value, bool):
-        raise UserError(f"{what} option `{key}` must be true or false, got {value!r}")
-    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-        raise UserError(f"{what} option `{key}` must be {expected.__name__} (like {default!r}), got {value!r}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise UserError(f"{what} option `{key}` must be finite, got {value!r}")
-    return value
+    return check_field(what, spec, value)
 
 
-def resolve_options(what: str, defaults: dict, given: dict) -> dict:
-    """Defaults overridden by ``given``; unknown keys and wrong types are UserErrors."""
+def resolve_options(what: str, defaults: dict, given: dict, specs: dict[str, FieldSpec] | None = None) -> dict:
+    """Defaults overridden by ``given``; unknown keys, wrong types, out-of-range values and unknown
+    choices are one-line UserErrors."""
     if not isinstance(given, dict):
         raise UserError(f"options for {what} must be a table of NAME = VALUE")
+    specs = specs or option_specs(what, defaults)
     out = dict(defaults)
     for key, value in given.items():
         if key not in defaults:
-            known = ", ".join(closest_first(key, defaults)) or "(it takes none)"
+            known = ", ".join(closest_first(str(key), defaults)) or "(it takes none)"
             raise UserError(f"{what} has no option {key!r}; known: {known}")
-        out[key] = check_value(what, key, value, defaults[key])
+        out[key] = check_value(what, key, value, defaults[key], specs[key])
     return out
 
 
-def resolve_train(given: dict) -> dict:
-    """Training settings with defaults, types and ranges checked."""
-    train = resolve_options("train", TRAIN_DEFAULTS, given or {})
-    for key, (low, high) in TRAIN_LIMITS.items():
-        if not low <= train[key] <= high:
-            raise UserError(f"train option `{key}` = {train[key]!r} is out of range; use {low}..{high}")
-    check_recipe("train", train)
+def resolve_entry_options(entry, given: dict) -> dict:
+    """A plugin's options: its defaults overridden by ``given``, checked against what it declares."""
+    return resolve_options(entry.label, entry.defaults, given, entry_option_specs(entry))
+
+
+def resolve_train(given: dict) -> TrainSettings:
+    """Training settings with defaults, types, ranges and choices checked."""
     from tlbench.deploy.verifiers import check_verify_with
 
-    train["verify_with"] = check_verify_with(train["verify_with"])
+    train = TrainSettings.from_dict(given or {})
+    check_verify_with(train.verify_with)
     return train
 
 
-def selection_reads_source(train: dict, registry) -> bool:
+def selection_reads_source(train: TrainSettings, registry) -> bool:
     """Check ``model_selection`` names ``last`` or a registered validator (the one that picks the
     checkpoint; tlbench.plugin.validator); True when that validator reads held-out source data."""
-    name = train["model_selection"]
+    name = train.model_selection
     if name == "last":
         return False
     if name not in registry.entries.get("validators", {}):
@@ -63,14 +85,9 @@ def selection_reads_source(train: dict, registry) -> bool:
 
 
 def check_recipe(what: str, settings: dict) -> None:
-    """Recipe keys in ``settings`` (``[train]`` or a loss's options) have known choices, their
-    defaults' types and in-range values; anything else is a one-line UserError."""
+    """Recipe keys in ``settings`` (a loss's options) are checked like the ``[train]`` fields of the
+    same name; anything else is left to the plugin's own specs."""
+    specs = field_specs(TrainSettings)
     for key, value in settings.items():
-        if key not in RECIPE_DEFAULTS:
-            continue
-        check_value(what, key, value, RECIPE_DEFAULTS[key])
-        if key in RECIPE_CHOICES and value not in RECIPE_CHOICES[key]:
-            raise UserError(f"{what} option `{key}` = {value!r} is not one of {', '.join(RECIPE_CHOICES[key])}")
-        low, high = RECIPE_LIMITS.get(key, TRAIN_LIMITS.get(key, (None, None)))
-        if low is not None and not low <= value <= high:
-            raise UserError(f"{what} option `{key}` = {value!r} is out of range; use {low}..{high}")
+        if key in RECIPE_KEYS:
+            check_field(what, specs[key], value)

@@ -1,6 +1,9 @@
 """User-facing errors: one line, no traceback, exit code 2."""
 
 import difflib
+import re
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
 class UserError(Exception):
@@ -45,7 +48,19 @@ def with_plugin_hints(exc: UserError, broken) -> UserError:
     return UserError(f"{message}; it may come from a plugin that failed to load: {names}; see `tlbench plugins`")
 
 
-def first_line(exc: BaseException) -> str:
-    """``Type: first line of the message`` (at most 200 characters of it) for a one-line error."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal colour and cursor escape sequences."""
+    return _ANSI.sub("", text)
+
+
+def first_line(value, limit: int | None = 200, *, typed: bool | None = None) -> str:
+    """The first non-blank line of ``str(value)`` for a one-line error: stripped, without
+    terminal colour codes, at most ``limit`` characters (None: all of it). An exception comes
+    as ``Type: line`` (``Type`` alone when its message is blank) unless ``typed=False``; any
+    other value as the line alone (``""`` when blank)."""
+    lines = [line.strip() for line in strip_ansi(str(value)).splitlines() if line.strip()]
+    text = lines[0][:limit] if lines else ""
+    if not (isinstance(value, BaseException) if typed is None else typed):
+        return text
+    name = type(value).__name__
+    return f"{name}: {text}" if text else name

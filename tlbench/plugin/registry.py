@@ -51,6 +51,22 @@ class Entry:
             return dict(self.meta["defaults"])
         return dict(getattr(self.obj, "defaults", {}) or {})
 
+    @property
+    def option_ranges(self) -> dict:
+        """Declared numeric bounds ``{option: (low, high)}`` (``None`` = unbounded on that side):
+        the ``option_ranges`` meta, or the class attribute."""
+        return dict(self.meta.get("option_ranges", getattr(self.obj, "option_ranges", {})) or {})
+
+    @property
+    def option_choices(self) -> dict:
+        """Declared allowed values ``{option: (choice, ...)}``: the ``option_choices`` meta, or the class attribute."""
+        return dict(self.meta.get("option_choices", getattr(self.obj, "option_choices", {})) or {})
+
+    @property
+    def label(self) -> str:
+        """How messages name this entry, e.g. ``adaptation loss 'dann'``."""
+        return f"{SINGULAR[self.kind]} {self.name!r}"
+
     def as_dict(self) -> dict:
         out = {
             "name": self.name,

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 
+from tlbench.plugin.errors import first_line
 from tlbench.report.html import render_html
 from tlbench.report.leaderboard import (
     COLUMNS, ID_COLUMNS, NEG_RULE, ROW_KEYS, TIE_RULE, aggregate, caption, choose_columns, failure_cell, failures,
@@ -58,7 +59,7 @@ def _markdown(rows: list[dict], keys: list[str], failed: list[dict], section: li
     if failed:
         lines += ["### failed runs", "", "| run_id | cell | status | error |", "|---|---|---|---|"]
         for f in failed:
-            lines.append(f"| {f['run_id']} | {failure_cell(f)} | {f['status']} | {_md_cell((f['error'] or '').splitlines()[0] if f['error'] else '')} |")
+            lines.append(f"| {f['run_id']} | {failure_cell(f)} | {f['status']} | {_md_cell(first_line(f['error'] or '', None))} |")
     if section:  # estimators vs fine-tuned accuracy, after the tables
         lines += ([""] if failed else []) + section
     return "\n".join(lines) + "\n"

@@ -5,7 +5,8 @@ at every seed. Per group and seed, a validator picks the trial it scores best; i
 accuracy* is that trial's target test accuracy, averaged over seeds. The *oracle* picks the trial
 with the best target test accuracy (what no practitioner can do); *regret* = oracle - selected.
 Kendall's tau between a validator's scores (oriented so that larger means better) and target
-accuracy across a group's trials says how well it ranks them (mean over seeds).
+accuracy across a group's trials says how well it ranks them (mean over seeds). Ties follow
+tlbench.utils.ranking (scores equal to 9 significant digits; the lowest trial index wins).
 
 The main table shows, per group and seed, the trial picked by one validator (``--select``,
 default ``source-val``); :func:`annotate` marks the records so every output format agrees.
@@ -16,9 +17,8 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from scipy.stats import kendalltau
-
 from tlbench.plugin.errors import UserError
+from tlbench.utils.ranking import mean, pick_index, proxy_ranking
 
 DEFAULT_SELECT = "source-val"
 GROUP_FIELDS = ("source", "target", "backbone", "strategy", "loss", "shots")
@@ -59,12 +59,18 @@ def _oriented(r: dict, name: str, higher: bool) -> float | None:
     return float(value) if higher else -float(value)
 
 
+def _scored(trials: list[dict], name: str, higher: bool) -> list[tuple[dict, float]]:
+    """(trial, oriented score) of the ok trials ``name`` scored, by trial index."""
+    ok = sorted((r for r in trials if r.get("status") == "ok"), key=lambda r: r["trial"]["index"])
+    return [(r, s) for r in ok if (s := _oriented(r, name, higher)) is not None]
+
+
 def pick(trials: list[dict], name: str, higher: bool) -> dict | None:
-    """The ok trial ``name`` scores best (ties: the lower trial index); None if none has a score."""
-    scored = [(s, r) for r in trials if r.get("status") == "ok" and (s := _oriented(r, name, higher)) is not None]
-    if not scored:
-        return None
-    return max(scored, key=lambda pair: (pair[0], -pair[1]["trial"]["index"]))[1]
+    """The ok trial ``name`` scores best (ties: tlbench.utils.ranking, the lower trial index);
+    None if none has a score."""
+    scored = _scored(trials, name, higher)
+    position = pick_index([s for _, s in scored])
+    return None if position is None else scored[position][0]
 
 
 def _by_group_and_seed(results: list[dict]) -> dict[tuple, dict[int, list[dict]]]:
@@ -119,11 +125,6 @@ def caption_note(rows: list[dict]) -> str:
             f"{' (an ORACLE: it reads target test labels)' if oracle else ''} (--select; see the selection table).")
 
 
-def _mean(values) -> float | None:
-    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    return sum(values) / len(values) if values else None
-
-
 def selection_rows(results: list[dict]) -> list[dict]:
     """Per search group: trial and seed counts, the defaults' accuracy (trial 0 when it ran the
     defaults), each validator's selected accuracy, regret and Kendall tau, and the oracle's pick."""
@@ -137,21 +138,16 @@ def selection_rows(results: list[dict]) -> list[dict]:
         row["trials"] = max(len({r["trial"]["index"] for r in runs}) for runs in seeds.values())
         row["seeds"] = len(seeds)
         oracle = {s: max(r["target_acc"] for r in runs) for s, runs in ok.items() if runs}
-        row["oracle_acc"] = _mean(oracle.values())
-        row["defaults_acc"] = _mean(r["target_acc"] for runs in ok.values() for r in runs
-                                    if r["trial"]["index"] == 0 and r["trial"].get("defaults"))
+        row["oracle_acc"] = mean(oracle.values())
+        row["defaults_acc"] = mean(r["target_acc"] for runs in ok.values() for r in runs
+                                   if r["trial"]["index"] == 0 and r["trial"].get("defaults"))
         row["validators"] = {}
         for name in names:
-            picked = {s: pick(runs, name, direction[name]) for s, runs in ok.items()}
-            accs = {s: p["target_acc"] for s, p in picked.items() if p is not None}
-            taus = []
-            for runs in ok.values():
-                pairs = [(v, r["target_acc"]) for r in runs if (v := _oriented(r, name, direction[name])) is not None]
-                if len(pairs) >= 2:
-                    taus.append(kendalltau([p[0] for p in pairs], [p[1] for p in pairs]).statistic)
-            selected = _mean(accs.values())
-            regret = _mean(oracle[s] - a for s, a in accs.items())
-            row["validators"][name] = {"selected_acc": selected, "regret": regret, "kendall_tau": _mean(taus),
+            ranked = [ranking for s, runs in ok.items() if (ranking := proxy_ranking(
+                [(r["trial"]["index"], r["target_acc"], v) for r, v in _scored(runs, name, direction[name])],
+                best=oracle.get(s))) is not None]
+            row["validators"][name] = {"selected_acc": mean(x.picked for x in ranked), "regret": mean(x.regret for x in ranked),
+                                       "kendall_tau": mean(x.kendall_tau for x in ranked),
                                        "oracle": bool(_about(trials, name).get("oracle"))}
         rows.append(row)
     return rows

@@ -8,43 +8,41 @@ declares ``reads_target_test_labels`` is handed target test data.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from tlbench.grid.domains import DOMAIN_ADAPTATION
-from tlbench.plugin.errors import first_line
+from tlbench.plugin.scoring import NotApplicable, score_each
 from tlbench.plugin.validator import SOURCE, TARGET, TARGET_TEST, ValidationInputs
+from tlbench.training.inference import map_batches
 from tlbench.training.selection import make_selector
-
-VALIDATOR_SALT = 5  # the validators' generator: seed * 1_000_003 + 5 (tlbench.execution.runner uses 1..4)
+from tlbench.utils.seeds import Salt, seeded_generator
 
 
 def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed * 1_000_003 + VALIDATOR_SALT)
+    return seeded_generator(seed, Salt.VALIDATORS)
 
 
 def needs_source_holdout(spec, registry) -> bool:
     """Hold out a source validation slice for this cell? When the validator that picks its
     checkpoint reads source data, or when it is a search trial of a domain-adaptation pair (every
     validator scores each trial)."""
-    name = spec.train.get("model_selection", "last")
+    name = spec.train.model_selection
     if name != "last" and SOURCE in getattr(registry.get("validators", name).obj, "needs", ()):
         return True
     return bool(spec.trial) and spec.kind == DOMAIN_ADAPTATION
 
 
-@torch.no_grad()
 def features_and_logits(model, x, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Backbone features and head logits of every row of ``x`` (eval mode, no gradients)."""
-    features, logits = [], []
-    for i in range(0, len(x), batch_size):
-        f = model.backbone(x[i:i + batch_size])
-        features.append(f.float())
-        logits.append(model.head(f).float())
-    if not features:
+    """Backbone features and head logits of every row of ``x`` (eval mode, no gradients; not
+    inference tensors: a validator may fit on them)."""
+    def both(batch):
+        f = model.backbone(batch)
+        return f.float(), model.head(f).float()
+
+    parts = map_batches(both, x, batch_size, inference=False)
+    if not parts:
         return torch.empty(0), torch.empty(0)
-    return torch.cat(features), torch.cat(logits)
+    return torch.cat([f for f, _ in parts]), torch.cat([logits for _, logits in parts])
 
 
 def validation_inputs(model, needs, source_val, target_x, target_test, batch_size: int, seed: int) -> ValidationInputs | None:
@@ -90,36 +88,36 @@ def score_function(entry, source_val, target_x, target_test, batch_size: int, se
 
 def checkpoint_selector(spec, registry, source_val, target_x, target_test):
     """The selector of ``model_selection`` (None for ``last``): its validator scores checkpoints."""
-    name = spec.train.get("model_selection", "last")
+    name = spec.train.model_selection
     if name == "last":
         return None
     entry = registry.get("validators", name)
-    score = score_function(entry, source_val, target_x, target_test, spec.train["eval_batch_size"], spec.seed)
+    score = score_function(entry, source_val, target_x, target_test, spec.train.eval_batch_size, spec.seed)
     return make_selector(spec.train, score, bool(getattr(entry.obj, "higher_is_better", True)))
 
 
 def score_validators(registry, model, source_val, target_x, target_test, batch_size: int, seed: int) -> dict:
     """Every registered validator's score of the finished ``model`` for result.json:
     ``validator_scores`` (name -> float, or None when it lacks an input or failed) and
-    ``validators`` (name -> direction, inputs, oracle flag, provenance, error if any)."""
-    scores, about = {}, {}
+    ``validators`` (name -> direction, inputs, oracle flag, provenance, and ``missing`` or
+    ``error`` when there is no score)."""
     cache: dict[frozenset, ValidationInputs | None] = {}
-    for name in registry.names("validators"):
+
+    def score_one(name):
+        validator, needs = _validator(registry.get("validators", name))
+        key = frozenset(needs)
+        if key not in cache:
+            cache[key] = validation_inputs(model, needs, source_val, target_x, target_test, batch_size, seed)
+        if cache[key] is None:
+            raise NotApplicable("needs held-out source data of the target's classes")
+        cache[key].generator = _generator(seed)  # each validator starts from the same random state
+        return validator.score(cache[key])
+
+    scored = score_each(registry.names("validators"), score_one)
+    about = {}
+    for name, outcome in scored.items():
         entry = registry.get("validators", name)
-        info = {**entry.obj.describe(), "plugin": entry.provenance.plugin} if hasattr(entry.obj, "describe") else {}
-        scores[name] = None
-        try:
-            validator, needs = _validator(entry)
-            key = frozenset(needs)
-            if key not in cache:
-                cache[key] = validation_inputs(model, needs, source_val, target_x, target_test, batch_size, seed)
-            if cache[key] is None:
-                info["missing"] = "needs held-out source data of the target's classes"
-            else:
-                cache[key].generator = _generator(seed)  # each validator starts from the same random state
-                value = float(validator.score(cache[key]))
-                scores[name] = value if math.isfinite(value) else None
-        except Exception as exc:  # noqa: BLE001 - a broken validator costs its score, not the run
-            info["error"] = first_line(exc)
-        about[name] = info
-    return {"validator_scores": scores, "validators": about}
+        about[name] = {**entry.obj.describe(), "plugin": entry.provenance.plugin} if hasattr(entry.obj, "describe") else {}
+        if outcome.why is not None:
+            about[name]["missing" if not outcome.applicable else "error"] = outcome.why
+    return {"validator_scores": {name: outcome.value for name, outcome in scored.items()}, "validators": about}

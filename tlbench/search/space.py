@@ -22,7 +22,9 @@ import math
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
+from tlbench.grid.options import check_value, option_specs
 from tlbench.plugin.errors import UserError, closest_first
+from tlbench.settings import FieldSpec
 
 ENTRY_KEYS = ("low", "high", "log", "step", "choices", "distribution")
 # [train] settings a search may vary (they apply to the transfer only; the cached source model
@@ -47,9 +49,10 @@ def _fits(value, default) -> bool:
     return type(value) is type(default)
 
 
-def distribution(what: str, key: str, entry, default, limits: tuple | None = None) -> BaseDistribution:
-    """The Optuna distribution of one search-space ``entry`` for the option ``key`` whose
-    default is ``default``; anything malformed is a one-line UserError."""
+def distribution(what: str, key: str, entry, spec: FieldSpec) -> BaseDistribution:
+    """The Optuna distribution of one search-space ``entry`` for the option ``spec``; anything
+    malformed, or any value outside the option's declared range or choices, is a one-line UserError."""
+    default = spec.default
     if isinstance(entry, list):
         entry = {"choices": entry}
     if not isinstance(entry, dict):
@@ -72,6 +75,10 @@ def distribution(what: str, key: str, entry, default, limits: tuple | None = Non
             if not _fits(value, default):
                 raise UserError(f"{what} search space `{key}`: choice {value!r} is not a {type(default).__name__} "
                                 f"like the default {default!r}")
+            try:
+                check_value(what, key, value, default, spec)
+            except UserError as exc:
+                raise UserError(f"{what} search space `{key}`: choice {value!r} is invalid ({exc})") from None
         return CategoricalDistribution(list(dict.fromkeys(choices)))
     if not numeric:
         raise UserError(f"{what} search space `{key}`: option {key!r} (default {default!r}) takes choices = [...], not a range")
@@ -85,8 +92,8 @@ def distribution(what: str, key: str, entry, default, limits: tuple | None = Non
         raise UserError(f"{what} search space `{key}`: log must be true or false, got {log!r}")
     if log and low <= 0:
         raise UserError(f"{what} search space `{key}`: a log scale needs low > 0, got {low!r}")
-    if limits is not None and (low < limits[0] or high > limits[1]):
-        raise UserError(f"{what} search space `{key}`: {low!r}..{high!r} leaves the option's range {limits[0]}..{limits[1]}")
+    if (spec.low is not None and low < spec.low) or (spec.high is not None and high > spec.high):
+        raise UserError(f"{what} search space `{key}`: {low!r}..{high!r} leaves the option's range; use {spec.describe_valid()}")
     step = entry.get("step")
     if step is not None:
         step = _number(what, key, "step", step)
@@ -102,10 +109,12 @@ def distribution(what: str, key: str, entry, default, limits: tuple | None = Non
     return FloatDistribution(float(low), float(high), log=log, step=None if step is None else float(step))
 
 
-def parse_space(what: str, space, defaults: dict, limits: dict | None = None) -> dict[str, BaseDistribution]:
-    """``{option: distribution}`` for a whole search space of a plugin (or of ``[train]``)."""
+def parse_space(what: str, space, defaults: dict) -> dict[str, BaseDistribution]:
+    """``{option: distribution}`` for a whole search space of a plugin (or of ``[train]``);
+    ``defaults`` maps each option to its FieldSpec (or to a bare default: type checks only)."""
     if space is None:
         return {}
+    specs = {k: v if isinstance(v, FieldSpec) else option_specs(what, {k: v})[k] for k, v in defaults.items()}
     if not isinstance(space, dict):
         raise UserError(f"{what} search space must be a table of OPTION = {{low, high, log}} or {{choices}}, got {space!r}")
     out = {}
@@ -113,7 +122,7 @@ def parse_space(what: str, space, defaults: dict, limits: dict | None = None) ->
         if key not in defaults:
             known = ", ".join(closest_first(key, defaults)) or "(it takes none)"
             raise UserError(f"{what} search space names no option {key!r}; options: {known}")
-        out[key] = distribution(what, key, entry, defaults[key], (limits or {}).get(key))
+        out[key] = distribution(what, key, entry, specs[key])
     return out
 
 

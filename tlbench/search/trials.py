@@ -21,12 +21,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from tlbench.grid.options import check_value
-from tlbench.grid.spec import DEFAULT_RESULTS_DIR, TRAIN_DEFAULTS, RunSpec
-from tlbench.plugin.errors import UserError, unknown
+from tlbench.grid.options import check_value, entry_option_specs
+from tlbench.grid.spec import DEFAULT_RESULTS_DIR, RunSpec
+from tlbench.plugin.errors import UserError, closest_first, unknown
 from tlbench.search.sampling import PENDING, SAMPLERS, sample_configs
 from tlbench.search.space import SEARCHABLE_TRAIN, declared_space, parse_space
-from tlbench.training.optim import RECIPE_LIMITS
+from tlbench.settings import TrainSettings, field_specs
+from tlbench.settings import check_value as check_field
 
 SEARCH_KEYS = ("trials", "sampler", "seed", "objective", "startup", "defaults_first", "space")
 MAX_TRIALS = 10_000
@@ -103,15 +104,14 @@ def group_space(spec: RunSpec, registry, settings: SearchSettings, fixed: set) -
         entry = registry.get(kind, name)
         what = f"{ROLES[kind]} {name!r}"
         space = settings.space[name] if name in settings.space else declared_space(entry)
-        for key, dist in parse_space(what, space, entry.defaults).items():
+        for key, dist in parse_space(what, space, entry_option_specs(entry)).items():
             if (name, key) not in fixed:
                 distributions[f"{name}.{key}"], defaults[f"{name}.{key}"] = dist, options[key]
     train_space = settings.space.get("train")
-    limits = {k: RECIPE_LIMITS.get(k, (1e-12, 100.0)) for k in SEARCHABLE_TRAIN}
-    train_defaults = {k: TRAIN_DEFAULTS[k] for k in SEARCHABLE_TRAIN}
-    for key, dist in parse_space("train", train_space, train_defaults, limits).items():
+    train_specs = {k: field_specs(TrainSettings)[k] for k in SEARCHABLE_TRAIN}
+    for key, dist in parse_space("train", train_space, train_specs).items():
         if ("train", key) not in fixed:
-            distributions[f"train.{key}"], defaults[f"train.{key}"] = dist, spec.train[key]
+            distributions[f"train.{key}"], defaults[f"train.{key}"] = dist, getattr(spec.train, key)
     return distributions, defaults
 
 
@@ -131,11 +131,11 @@ def trial_spec(spec: RunSpec, registry, settings: SearchSettings, index: int, pa
     for name, value in params.items():
         plugin, _, key = name.partition(".")
         if plugin == "train":
-            train[key] = check_value("train", key, value, TRAIN_DEFAULTS[key])
+            train[key] = check_field("train", field_specs(TrainSettings)[key], value)
         elif plugin == spec.strategy:
-            strategy[key] = check_value(f"strategy {plugin!r}", key, value, registry.get("strategies", plugin).defaults[key])
+            strategy[key] = _checked(registry.get("strategies", plugin), key, value)
         else:
-            loss[key] = check_value(f"loss {plugin!r}", key, value, registry.get("adaptation_losses", plugin).defaults[key])
+            loss[key] = _checked(registry.get("adaptation_losses", plugin), key, value)
     for kind, name, options in (("strategies", spec.strategy, strategy), ("adaptation_losses", spec.loss, loss)):
         check = registry.get(kind, name).meta.get("check_options")
         if callable(check):
@@ -143,6 +143,21 @@ def trial_spec(spec: RunSpec, registry, settings: SearchSettings, index: int, pa
     trial = {"index": index, "sampler": settings.sampler, "seed": settings.seed, "params": params, "train": train,
              "defaults": index == 0 and settings.defaults_first}
     return dataclasses.replace(spec, strategy_options=strategy, loss_options=loss, trial=trial)
+
+
+def _check_space_names(settings: SearchSettings, specs: list[RunSpec]) -> None:
+    """Every ``[search.space.NAME]`` names ``train`` or a strategy or loss the grid uses."""
+    used = dict.fromkeys(["train", *(s.strategy for s in specs), *(s.loss for s in specs)])
+    for name in settings.space:
+        if name not in used:
+            known = ", ".join(closest_first(str(name), used))
+            raise UserError(f"[search.space.{name}] names no strategy or loss of this grid (searched: the strategy's and "
+                            f"the loss's options, and train); use one of {known}, or drop it")
+
+
+def _checked(entry, key: str, value):
+    """A sampled value checked against the plugin's declared option spec."""
+    return check_value(entry.label, key, value, entry.defaults[key], entry_option_specs(entry)[key])
 
 
 def _read_result(path: Path) -> dict | None:
@@ -173,6 +188,7 @@ def expand_search(config: dict, registry, specs: list[RunSpec], log=None) -> lis
     if settings is None:
         return specs
     fixed = _fixed_options(config)
+    _check_space_names(settings, specs)
     results_dir = Path(config.get("results_dir") or DEFAULT_RESULTS_DIR)
     maximize = registry.get("validators", settings.objective).obj.higher_is_better
     groups: dict[tuple, list[RunSpec]] = {}

@@ -15,6 +15,7 @@ from tlbench.plugin.contracts import AdaptationBatch, AdaptationLoss, Phase, Spl
 from tlbench.training.data import Sampler
 from tlbench.training.speed import HostTensor, loader_batches
 from tlbench.training.batchnorm import batchnorm_layers, recalibrate
+from tlbench.training.inference import map_batches
 from tlbench.training.model import TransferModel, freeze_untrained
 from tlbench.training.optim import make_optimizer, make_scheduler, recipe_of, transfer_recipe
 
@@ -328,7 +329,7 @@ def transfer(model: TransferModel, strategy: Strategy, loss: AdaptationLoss, ctx
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Logits for every row of ``x`` in eval mode."""
     model.eval()
-    return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    return torch.cat(map_batches(model, x, batch_size))
 
 
 def accuracy(model: nn.Module, split: Split, batch_size: int = 512) -> float:

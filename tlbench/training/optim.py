@@ -14,40 +14,21 @@ import math
 
 import torch
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine", "step", "inverse")
-RECIPE_DEFAULTS = {
-    "optimizer": "adam",
-    "lr": 0.001,
-    "momentum": 0.9,  # sgd only
-    "nesterov": False,  # sgd only
-    "weight_decay": 0.0,
-    "schedule": "constant",
-    "warmup": 0.0,  # fraction of the steps over which the rate ramps linearly up from ~0
-    "schedule_gamma": 10.0,  # inverse: lr0 * (1 + gamma * p) ** -power (Ganin & Lempitsky, 2015)
-    "schedule_power": 0.75,
-    "step_every": 0.3,  # step: multiply by step_factor after every such fraction of the steps
-    "step_factor": 0.1,
-}
-RECIPE_LIMITS = {
-    "momentum": (0.0, 0.9999),
-    "weight_decay": (0.0, 10.0),
-    "warmup": (0.0, 1.0),
-    "schedule_gamma": (0.0, 1e6),
-    "schedule_power": (0.0, 100.0),
-    "step_every": (1e-6, 1.0),
-    "step_factor": (0.0, 1.0),
-}
-RECIPE_CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES}
-RECIPE_KEYS = tuple(RECIPE_DEFAULTS)
+from tlbench.settings.fields import field_specs
+from tlbench.settings.train import OPTIMIZERS, RECIPE_KEYS, SCHEDULES, TrainSettings
+
+# The recipe's defaults come from the settings metadata (tlbench/settings/train.py), never restated.
+RECIPE_DEFAULTS = {k: field_specs(TrainSettings)[k].default for k in RECIPE_KEYS}
 
 
-def recipe_of(settings: dict) -> dict:
-    """The recipe keys of ``settings`` (missing ones at their defaults)."""
+def recipe_of(settings) -> dict:
+    """The recipe keys of ``settings`` (a TrainSettings, or a dict with missing keys at their defaults)."""
+    if isinstance(settings, TrainSettings):
+        return settings.recipe()
     return {k: settings.get(k, v) for k, v in RECIPE_DEFAULTS.items()}
 
 
-def transfer_recipe(train: dict, loss_options: dict) -> dict:
+def transfer_recipe(train, loss_options: dict) -> dict:
     """What a transfer trains with: ``[train]``'s recipe, overridden by the recipe keys an
     adaptation loss declares among its options (e.g. DANN's SGD + inverse annealing)."""
     return {**recipe_of(train), **{k: v for k, v in loss_options.items() if k in RECIPE_DEFAULTS}}

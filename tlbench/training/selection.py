@@ -91,12 +91,12 @@ class Selector:
         }
 
 
-def make_selector(train: dict, score=None, higher_is_better: bool = True) -> Selector | None:
+def make_selector(train, score=None, higher_is_better: bool = True) -> Selector | None:
     """The selector a run's ``[train]`` settings ask for (None for the last step): ``score(model)``
     is the score of the validator that ``model_selection`` names, larger or smaller is better."""
-    name = train.get("model_selection", "last")
+    name = train.model_selection
     if name == "last":
         return None
     if score is None:
         raise ValueError(f"model_selection {name!r} needs its validator's score function")
-    return Selector(score, train["selection_every"], name, higher_is_better)
+    return Selector(score, train.selection_every, name, higher_is_better)

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from tlbench.settings.train import TrainSettings
+
 
 @dataclass(frozen=True)
 class SpeedSettings:
@@ -73,24 +75,24 @@ class SpeedSettings:
         return not self.cuda or tensor.numel() * tensor.element_size() / 1e6 <= self.device_data_max_mb
 
 
-def resolve_speed(train: dict, device: str, bf16_supported=None) -> SpeedSettings:
-    """The settings in effect for ``train`` options on ``device`` (CUDA features off on a CPU)."""
+def resolve_speed(train: TrainSettings, device: str, bf16_supported=None) -> SpeedSettings:
+    """The settings in effect for ``train`` on ``device`` (CUDA features off on a CPU)."""
     if torch.device(device).type != "cuda":
         return SpeedSettings(device=device)
     if bf16_supported is None:
         bf16_supported = torch.cuda.is_bf16_supported()
     amp = None
-    if train.get("amp", True):
+    if train.amp:
         amp = "bfloat16" if bf16_supported else "float16"
     return SpeedSettings(
         device=device,
         amp_dtype=amp,
-        channels_last=bool(train.get("channels_last", True)),
-        cudnn_benchmark=bool(train.get("cudnn_benchmark", True)),
-        non_blocking=bool(train.get("non_blocking", True)),
-        device_data_max_mb=float(train.get("device_data_max_mb", 2048.0)),
-        loader_workers=int(train.get("loader_workers", 2)),
-        pin_memory=bool(train.get("pin_memory", True)),
+        channels_last=train.channels_last,
+        cudnn_benchmark=train.cudnn_benchmark,
+        non_blocking=train.non_blocking,
+        device_data_max_mb=train.device_data_max_mb,
+        loader_workers=train.loader_workers,
+        pin_memory=train.pin_memory,
     )
 
 

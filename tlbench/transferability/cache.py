@@ -11,7 +11,7 @@ from tlbench.grid.domains import dataset_name
 from tlbench.utils.atomic import write_json_atomic
 
 CACHE_DIR = ".cache/transferability"
-VERSION = 1  # bump when the features or the record change meaning
+VERSION = 2  # bump when the features, the record or an estimator change meaning (2: hscore-lw fixed)
 
 
 def cache_key(spec, shape, estimator_options: dict) -> dict:
@@ -19,7 +19,7 @@ def cache_key(spec, shape, estimator_options: dict) -> dict:
     return {
         "version": VERSION,
         "source_model": spec.source_key(),
-        "source_val_holdout": spec.train.get("model_selection") == "source-val",
+        "source_val_holdout": spec.train.model_selection == "source-val",
         "input_shape": list(shape),
         "target": spec.target,
         "target_dataset_options": spec.options_of_dataset(dataset_name(spec.target) or ""),

@@ -14,7 +14,9 @@ import torch
 
 from tlbench.plugin.contracts import Split
 from tlbench.training.data import few_shot
+from tlbench.training.inference import map_batches
 from tlbench.training.model import build_model
+from tlbench.utils.seeds import Salt, seeded_generator
 
 # ``shots = all`` on a large split: a seeded subsample of this many examples keeps it cheap.
 MAX_EXAMPLES = 2000
@@ -23,11 +25,9 @@ BATCH = 256
 
 
 def cell_generator(seed: int) -> torch.Generator:
-    """The generator a grid cell draws its labeled shots with (tlbench.execution.runner: salt 2),
-    so ``tlbench rank`` scores exactly the examples the cell fine-tunes on."""
-    generator = torch.Generator()
-    generator.manual_seed(seed * 1_000_003 + 2)
-    return generator
+    """The generator a grid cell draws its labeled shots with (:data:`Salt.TRANSFER`), so
+    ``tlbench rank`` scores exactly the examples the cell fine-tunes on."""
+    return seeded_generator(seed, Salt.TRANSFER)
 
 
 def labeled_examples(target_train: Split, shots, seed: int) -> Split | None:
@@ -64,14 +64,13 @@ def extract(model, x, device) -> tuple[np.ndarray, np.ndarray | None]:
     model = model.to(device).eval()
     logits_of = model.head if model.has_source_head else None
     pretrained = None if logits_of is not None else _pretrained_logits(model.backbone)
-    features, probs = [], []
-    with torch.inference_mode():
-        for start in range(0, len(x), BATCH):
-            batch = x[start:start + BATCH].to(device).float()
-            f = model.backbone(batch)
-            features.append(f.double().cpu())
-            logits = logits_of(f) if logits_of is not None else pretrained(batch) if pretrained is not None else None
-            if logits is not None:
-                probs.append(torch.softmax(logits.double(), dim=1).cpu())
-    out = torch.cat(features).numpy()
-    return out, (torch.cat(probs).numpy() if probs else None)
+
+    def step(batch):
+        batch = batch.to(device).float()
+        f = model.backbone(batch)
+        logits = logits_of(f) if logits_of is not None else pretrained(batch) if pretrained is not None else None
+        return f.double().cpu(), None if logits is None else torch.softmax(logits.double(), dim=1).cpu()
+
+    parts = map_batches(step, x, BATCH)
+    probs = [p for _, p in parts if p is not None]
+    return torch.cat([f for f, _ in parts]).numpy(), (torch.cat(probs).numpy() if probs else None)

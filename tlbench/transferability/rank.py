@@ -69,8 +69,6 @@ def _set_tables(sets: dict, registry, backbones: set[str]) -> tuple[dict, dict]:
 def candidate_specs(candidates, target: str, shots, seed: int, config: dict, registry) -> tuple[list, dict]:
     """([(candidate, RunSpec)], estimator options), every candidate validated as its grid cell
     (same checks and one-line errors as ``tlbench run``) before anything trains."""
-    if str(shots).strip() == "0":
-        raise UserError("--shots 0 gives the estimators no labeled target examples; use --shots 1 or more, or all")
     sets, estimator_options = _set_tables(config.get("set") or {}, registry, {c.backbone for c in candidates})
     pairs = []
     for candidate in candidates:
@@ -81,6 +79,8 @@ def candidate_specs(candidates, target: str, shots, seed: int, config: dict, reg
         specs = expand(cell, registry)
         if not specs:
             raise UserError(f"candidate {candidate.label}: its source and the target {target} are the same domain")
+        if specs[0].shots == 0:  # parsed as the grid parses it: 0, 00 and " 0" alike
+            raise UserError(f"--shots {shots} gives the estimators no labeled target examples; use --shots 1 or more, or all")
         pairs.append((candidate, specs[0]))
     return pairs, estimator_options
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
-import time
-
 import numpy as np
 
-from tlbench.plugin.errors import UserError, first_line, unknown
-from tlbench.grid.options import resolve_options
+from tlbench.plugin.errors import unknown
+from tlbench.plugin.scoring import NotApplicable, score_each
+from tlbench.grid.options import resolve_entry_options
 
 
 def estimator_names(registry, wanted=None) -> list[str]:
@@ -28,7 +26,7 @@ def build_estimators(registry, names, options: dict | None = None) -> dict:
     for name in names:
         entry = registry.get("estimators", name)
         given = (options or {}).get(name, {})
-        built[name] = entry.obj(**resolve_options(f"estimator {name!r}", entry.defaults, given))
+        built[name] = entry.obj(**resolve_entry_options(entry, given))
     return built
 
 
@@ -36,25 +34,14 @@ def score_all(estimators: dict, features: np.ndarray, labels: np.ndarray, source
     """``{"scores": {name: float | None}, "seconds": {...}, "errors": {name: why}}``; an estimator
     that raises, returns a non-finite number or needs missing source predictions gets None."""
     labels = np.asarray(labels, dtype=np.int64)
-    scores, seconds, errors = {}, {}, {}
-    for name, estimator in estimators.items():
-        scores[name] = None
+
+    def score_one(name):
+        estimator = estimators[name]
         if getattr(estimator, "needs_source_predictions", False) and source_probs is None:
-            errors[name] = "not applicable: the candidate has no source classifier"
-            continue
-        start = time.perf_counter()
-        try:
-            value = float(estimator.score(features, labels, source_probs))
-        except UserError as exc:
-            errors[name] = str(exc)
-            continue
-        except Exception as exc:  # noqa: BLE001 - a plugin's failure is recorded, never fatal
-            errors[name] = first_line(exc)
-            continue
-        finally:
-            seconds[name] = round(time.perf_counter() - start, 6)
-        if not math.isfinite(value):
-            errors[name] = f"returned {value}"
-            continue
-        scores[name] = value
-    return {"scores": scores, "seconds": seconds, "errors": errors}
+            raise NotApplicable("not applicable: the candidate has no source classifier")
+        return estimator.score(features, labels, source_probs)
+
+    scored = score_each(estimators, score_one)
+    return {"scores": {name: s.value for name, s in scored.items()},
+            "seconds": {name: s.seconds for name, s in scored.items() if s.applicable},
+            "errors": {name: s.why for name, s in scored.items() if s.why is not None}}

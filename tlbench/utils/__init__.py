@@ -1,1 +1,2 @@
-"""Small helpers shared by several concerns: atomic writes, timing, the software/hardware environment."""
+"""Small helpers shared by several concerns: atomic writes, timing, the software/hardware environment,
+the random streams of a cell, rank agreement."""
