@@ -15,7 +15,7 @@ from tlbench.plugin.discovery import load_plugins
 TESTS = Path(__file__).parent
 TOY_PLUGINS = TESTS / "plugins_toy"
 FAST_TRAIN = ["--set", "train.steps=4", "--set", "train.source_epochs=1", "--set", "train.latency_repeats=2",
-              "--set", "train.export_dynamo=false"]
+              "--set", "train.export_dynamo=false", "--set", "train.int8=false"]  # INT8 tests opt in
 
 
 @pytest.fixture(scope="session")

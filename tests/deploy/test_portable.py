@@ -48,6 +48,7 @@ def test_exported_input_output_and_axis_names(registry, tmp_path, dynamo, backbo
 
 
 @pytest.mark.parametrize("dynamo", EXPORTERS)
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 @pytest.mark.parametrize("layers", [1, 2])
 def test_recurrent_exports_keep_batch_and_time_free_export_after_export(registry, tmp_path, dynamo, cell, layers):

@@ -83,6 +83,7 @@ def cluster():
         head.shutdown()
 
 
+@pytest.mark.slow
 def test_two_node_cluster_grid_equals_the_local_one(cluster, reference, tmp_path):
     proc = run_cli(*GRID, "--results-dir", tmp_path, "--executor", "ray", "--ray-address", cluster.address, env=ENV)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -93,6 +94,7 @@ def test_two_node_cluster_grid_equals_the_local_one(cluster, reference, tmp_path
     assert not list(tmp_path.glob("*/.claim"))
 
 
+@pytest.mark.slow
 def test_launched_from_a_folder_holding_a_tlbench_folder(cluster, reference, tmp_path):
     # Ray puts the driver's folder first on its workers' import path: this package must not win
     launch = tmp_path / "launch"
@@ -138,6 +140,7 @@ def register_adaptation_losses(register):
 '''
 
 
+@pytest.mark.slow
 def test_a_killed_ray_worker_is_retried_once_then_recorded(cluster, tmp_path):
     plugins = tmp_path / "plugins"
     plugins.mkdir()

@@ -82,6 +82,7 @@ def _kill_when(proc, condition, limit=120.0) -> bool:
     raise AssertionError("the grid neither finished nor reached the kill point")
 
 
+@pytest.mark.slow
 def test_sigkill_at_several_moments_then_resume_gives_the_same_results(reference, tmp_path):
     cache = tmp_path / ".cache" / "sources"
     ok = lambda: sum(v[0] == "ok" for v in summary(tmp_path).values())  # noqa: E731

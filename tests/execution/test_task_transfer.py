@@ -125,6 +125,7 @@ def _fake_cifar(root, per_class=2):
     (root / "cifar-100-python" / "meta").write_bytes(pickle.dumps({"fine_label_names": names}))
 
 
+@pytest.mark.slow
 def test_cifar10_to_cifar100_example_grid_runs_on_tiny_files(tmp_path):
     from pathlib import Path
 

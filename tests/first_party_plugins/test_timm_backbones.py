@@ -194,6 +194,7 @@ def test_pretrained_loads_from_the_local_cache_only_and_says_how_to_get_missing_
     torch.testing.assert_close(net.net.conv1.weight, imagenet_like.conv1.weight.sum(1, keepdim=True))
 
 
+@pytest.mark.slow
 def test_timm_cell_runs_end_to_end(tmp_path):
     out = tmp_path / "out"
     proc = run_cli("run", "--backbone", "timm-resnet18", "--source", "digits:mnist", "--target", "digits:uci",

@@ -4,11 +4,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import FAST_TRAIN, read_results, run_cli
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "tlbench-example-plugin"
 
 
+@pytest.mark.slow
 def test_pip_installed_plugin_is_discovered_and_runs(tmp_path):
     target = tmp_path / "site"
     subprocess.run(
@@ -66,6 +69,7 @@ def _readme_blocks(language: str) -> list[str]:
     return [block.split("```", 1)[0] for block in section.split(f"```{language}\n")[1:]]
 
 
+@pytest.mark.slow
 def test_plugin_written_only_from_the_readme_installs_and_runs(tmp_path):
     """The README's two files, copied as a newcomer would, make a package that installs, lists
     its plugins, refuses an option outside its declared range and runs a grid."""

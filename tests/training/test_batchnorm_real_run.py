@@ -13,6 +13,7 @@ CELL = ["run", "--backbone", "smallcnn", "--source", "digits:mnist", "--target",
         "--set", "train.latency_repeats=2", "--set", "train.export_dynamo=false"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batches", [20, 0])
 def test_stored_statistics_reproduce_batch_statistics_accuracy(tmp_path, batches):
     out = tmp_path / "runs"
