@@ -80,11 +80,11 @@ def run_grid(specs, registry, results_dir, device: str, console: Console | None 
     settings = settings or ExecutorSettings()
     results_dir = Path(results_dir).resolve()
     done = finished_run_ids(results_dir) if results_dir.exists() else set()
-    todo = [s for s in specs if s.run_id not in done]
+    todo = [s for s in specs if done.isdisjoint(s.accepted_ids)]
     source_tasks, cell_tasks = plan(todo)
     left = sum(claims.left_behind(worker.claim_path(results_dir, s)) for s in todo)
     for spec in specs:  # killed between writing its result and dropping its claim: tidy up
-        if spec.run_id in done and claims.left_behind(worker.claim_path(results_dir, spec)):
+        if not done.isdisjoint(spec.accepted_ids) and claims.left_behind(worker.claim_path(results_dir, spec)):
             Path(worker.claim_path(results_dir, spec)).unlink(missing_ok=True)
     config = WorkerConfig(str(results_dir), tuple(str(Path(d).resolve()) for d in plugins_dirs), device, settings.threads)
     progress = Progress(
@@ -127,7 +127,7 @@ def run_grid(specs, registry, results_dir, device: str, console: Console | None 
                          f"{marked} in flight marked interrupted, {len(todo) - len(outcomes) - marked} not started. "
                          "Results so far are saved; to resume, rerun:")
             return 130
-    wanted = {s.run_id for s in specs}
+    wanted = {run_id for s in specs for run_id in s.accepted_ids}
     if render is not None:
         render([r for r in load_results(results_dir) if r["run_id"] in wanted], console)
     failed = sum(o["status"] in ("failed", "crashed", "interrupted") for o in outcomes.values())

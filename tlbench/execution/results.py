@@ -126,17 +126,20 @@ def artifact_digests(run_dir) -> dict:
 
 
 def artifacts_intact(run_dir, result: dict) -> bool:
-    """True when every file named in ``result["artifacts"]`` exists with the recorded sha256."""
+    """Whether the model files named in ``result["artifacts"]`` are as written: each with its
+    recorded sha256 — or none of them there at all, a results-only copy (how results are
+    committed and shared: the numbers stand without the weights). A file cut short, altered, or
+    missing beside others that remain means damage: the cell runs again."""
     recorded = result.get("artifacts")
     if recorded is None:
         return True  # results written before digests were recorded
-    if not isinstance(recorded, dict):
+    if not isinstance(recorded, dict) or not all(isinstance(d, str) for d in recorded.values()):
         return False
-    for name, digest in recorded.items():
-        path = Path(run_dir) / str(name)
-        if not path.is_file() or not isinstance(digest, str) or sha256_file(path) != digest:
-            return False
-    return True
+    present = {name: Path(run_dir) / str(name) for name in recorded if (Path(run_dir) / str(name)).exists()}
+    if not present:
+        return True
+    return len(present) == len(recorded) and all(
+        path.is_file() and sha256_file(path) == recorded[name] for name, path in present.items())
 
 
 # What ``tempfile`` names a file or folder it makes (``mkstemp``, ``mkdtemp``,

@@ -48,9 +48,10 @@ def claim_path(results_dir, spec) -> str:
     return os.path.join(str(results_dir), spec.dirname, claims.CLAIM_FILE)
 
 
-def finished(run_dir, run_id: str) -> bool:
+def finished(run_dir, run_ids) -> bool:
+    """Whether ``run_dir`` holds an intact ``ok`` result carrying one of ``run_ids``."""
     result = read_result(os.path.join(run_dir, RESULT_FILE))
-    return bool(result and result["run_id"] == run_id and result["status"] == "ok" and artifacts_intact(run_dir, result))
+    return bool(result and result["run_id"] in run_ids and result["status"] == "ok" and artifacts_intact(run_dir, result))
 
 
 def execute(task: Task, config: WorkerConfig) -> dict:
@@ -71,7 +72,7 @@ def execute(task: Task, config: WorkerConfig) -> dict:
         claim = claims.try_claim(claim_path(config.results_dir, spec))
         if claim is None:
             return {"status": "claimed", "holder": claims.holder(claim_path(config.results_dir, spec)), **where}
-        if finished(run_dir, spec.run_id):  # another process finished it after this grid was planned
+        if finished(run_dir, spec.accepted_ids):  # another process finished it after this grid was planned
             claim.release()
             return {"status": "skipped", **where}
         record = runner.run(spec)

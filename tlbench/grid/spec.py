@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 
 from tlbench.grid.domains import DOMAIN_ADAPTATION, dataset_name, safe_name
-from tlbench.settings import TrainSettings, field_specs, run_id_view, source_view
+from tlbench.settings import TrainSettings, field_specs, legacy_run_id_view, run_id_view, source_view
 
 LIST_KEYS = ("backbone", "source", "target", "strategy", "loss", "shots", "seeds")
 SCALAR_KEYS = ("results_dir", "device", "data_root", "download", "executor", "workers", "devices", "ray_address", "threads")
@@ -64,7 +64,17 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        fields = {**self.as_dict(), "train": run_id_view(self.train)}
+        return self._hash(run_id_view(self.train))
+
+    @property
+    def accepted_ids(self) -> tuple[str, ...]:
+        """Ids a stored result of this cell may carry, today's first: results written before speed
+        knobs left the id (they hashed e.g. ``latency_repeats`` at its value) resume too."""
+        legacy = self._hash(legacy_run_id_view(self.train))
+        return (self.run_id,) if legacy == self.run_id else (self.run_id, legacy)
+
+    def _hash(self, train_view: dict) -> str:
+        fields = {**self.as_dict(), "train": train_view}
         del fields["kind"]
         if not fields["dataset_options"]:
             del fields["dataset_options"]  # run ids from before dataset options stay the same
@@ -76,10 +86,16 @@ class RunSpec:
     @property
     def dirname(self) -> str:
         """A readable, filesystem-safe directory name that ends with the run id."""
+        return self.stored_dirnames[0]
+
+    @property
+    def stored_dirnames(self) -> tuple[str, ...]:
+        """Where a stored result of this cell may live: ``dirname`` first, then one directory per
+        earlier id it may carry (see ``accepted_ids``)."""
         parts = [self.backbone, self.source, self.target, self.strategy, self.loss, f"shots{self.shots}", f"seed{self.seed}"]
         parts += [f"trial{self.trial['index']}"] if self.trial else []
         safe = "__".join(safe_name(p) for p in parts)
-        return f"{safe}__{self.run_id}"
+        return tuple(f"{safe}__{run_id}" for run_id in self.accepted_ids)
 
     def source_key(self) -> dict:
         """What determines the source model (cached and shared across the grid)."""

@@ -167,13 +167,22 @@ def _read_result(path: Path) -> dict | None:
         return None
 
 
+def _stored_record(results_dir: Path, spec: RunSpec) -> dict | None:
+    """The stored result of ``spec`` (under today's run id or an earlier one), or None."""
+    for dirname, run_id in zip(spec.stored_dirnames, spec.accepted_ids):
+        record = _read_result(results_dir / dirname / "result.json")
+        if record is not None and record.get("run_id") == run_id:
+            return record
+    return None
+
+
 def trial_value(results_dir: Path, specs: list[RunSpec], objective: str):
     """A trial's objective: the mean of ``objective``'s score over its seeds' ok runs; None when
     every run failed or has no score; PENDING while any run has not finished."""
     scores = []
     for spec in specs:
-        record = _read_result(results_dir / spec.dirname / "result.json")
-        if record is None or record.get("run_id") != spec.run_id or record.get("status") not in ("ok", "failed"):
+        record = _stored_record(results_dir, spec)
+        if record is None or record.get("status") not in ("ok", "failed"):
             return PENDING
         score = (record.get("validator_scores") or {}).get(objective)
         if record["status"] == "ok" and isinstance(score, (int, float)):

@@ -9,7 +9,8 @@ it belongs to the source model. From that metadata alone come:
   first release (``in_v1_ids=False``) only when it differs from its default, so adding a setting
   never changes an existing run id. A field that does not change results (a speed knob) is never
   hashed — or, if the first run ids already held it, hashed at its default whatever its value,
-  so those ids stay valid;
+  so those ids stay valid; :func:`legacy_run_id_view` gives the first release's view, so a grid
+  run then with a speed knob off its default is still found finished;
 * the source-model key — :func:`source_view`, by the same rule over ``source_model`` fields;
 * the generated settings reference (tlbench/grid/settings_doc.py).
 """
@@ -129,6 +130,26 @@ def _identity_view(settings, include) -> dict:
         elif spec.in_v1_ids:
             out[name] = spec.default  # kept in the id, at its default, so first-release ids stay valid
     return out
+
+
+def legacy_run_id_view(settings) -> dict:
+    """The fields the first release hashed: every first-release field at its value, every later one
+    only when it differs from its default. Results written then carry ids made from this view; a grid
+    accepts them as finished (see ``RunSpec.accepted_ids``) although today's ids leave speed knobs out."""
+    out = {}
+    for name, spec in field_specs(type(settings)).items():
+        value = getattr(settings, name)
+        if spec.in_v1_ids or value != spec.default:
+            out[name] = value
+    return out
+
+
+def predating_fields(cls, stored: dict) -> list[str]:
+    """The settings of ``cls`` that change results and are hashed in every run id, yet are absent
+    from a stored table: a result written before they existed. Its numbers came from other code,
+    so its id matches no cell today and the cell runs again (never resumed from it)."""
+    return [name for name, spec in field_specs(cls).items()
+            if spec.changes_results and spec.in_v1_ids and name not in stored]
 
 
 def run_id_view(settings) -> dict:
