@@ -13,6 +13,7 @@ pays for it, and a missing timm is a one-line error.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -145,6 +146,18 @@ def local_hub_only():
             constants.HF_HUB_OFFLINE = before
 
 
+@contextlib.contextmanager
+def _quiet_hub():
+    """huggingface_hub's retry warnings kept off the terminal (a failure still ends in one line)."""
+    hub_logger = logging.getLogger("huggingface_hub")
+    level = hub_logger.level
+    hub_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hub_logger.setLevel(level)
+
+
 def _weights_cfg(name: str):
     """timm's pretrained config for ``name`` (``arch`` = its default tag), or a UserError."""
     from timm.models import get_pretrained_cfg
@@ -165,18 +178,28 @@ def _not_cached(name: str, label: str, why: str = "") -> UserError:
 
 
 def check_pretrained_cached(name: str) -> None:
-    """At grid validation: a UserError when ``name``'s hub weights are not cached locally (skipped
-    when the user allows downloads with HF_HUB_OFFLINE=0, or when the weights come by URL)."""
+    """At grid validation: a UserError when ``name``'s hub weights are not cached locally — unless
+    the user allows downloads (HF_HUB_OFFLINE=0) and the hub answers, probed once in seconds (an
+    unreachable hub would otherwise cost a minute of retries at build time). Weights that come by
+    URL are not checked."""
     _timm()
     cfg = _weights_cfg(name)
-    user = os.environ.get("HF_HUB_OFFLINE")
-    if (user is not None and user.strip().upper() not in ("1", "ON", "YES", "TRUE")) or not cfg.hf_hub_id:
+    if not cfg.hf_hub_id:
         return
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import constants, try_to_load_from_cache
 
     files = [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
-    if not any(isinstance(try_to_load_from_cache(cfg.hf_hub_id, f), str) for f in files):
-        raise _not_cached(name, f"{cfg.architecture}.{cfg.tag}" if cfg.tag else name)
+    if any(isinstance(try_to_load_from_cache(cfg.hf_hub_id, f), str) for f in files):
+        return
+    label = f"{cfg.architecture}.{cfg.tag}" if cfg.tag else name
+    user = os.environ.get("HF_HUB_OFFLINE")
+    if user is None or user.strip().upper() in ("1", "ON", "YES", "TRUE"):
+        raise _not_cached(name, label)
+    from tlbench.utils.network import unreachable_reason
+
+    why = unreachable_reason(constants.ENDPOINT)
+    if why is not None:
+        raise _not_cached(name, label, f"downloads are allowed but the hub at {constants.ENDPOINT} is unreachable: {why}")
 
 
 def _pretrained(timm, name: str, in_chans: int) -> tuple[nn.Module, str]:
@@ -184,7 +207,7 @@ def _pretrained(timm, name: str, in_chans: int) -> tuple[nn.Module, str]:
     cfg = _weights_cfg(name)
     label = f"{cfg.architecture}.{cfg.tag}" if cfg.tag else name
     try:
-        with local_hub_only():
+        with local_hub_only(), _quiet_hub():
             net = timm.create_model(name, pretrained=True, num_classes=0, in_chans=in_chans)
     except Exception as exc:  # noqa: BLE001 - offline, missing file, broken cache: all "not available"
         raise _not_cached(name, label, type(exc).__name__) from None

@@ -38,10 +38,12 @@ def hscore(features: np.ndarray, labels: np.ndarray, shrinkage: str = "none") ->
         cov_f, intensity = ledoit_wolf(f, assume_centered=True)
         between_scale = 1.0 - float(intensity)  # the (1 - a) of the regularised H-score
     else:
-        if len(f) <= f.shape[1]:
-            # rank(cov f) < d: the pseudo-inverse makes the score exactly classes - 1 for any features
+        if len(f) <= f.shape[1] + 1:
+            # n centred rows span at most n - 1 dimensions: with n <= d + 1 they span the whole space
+            # orthogonal to the ones vector, so tr(pinv(cov f) cov g) is exactly classes - 1 for any features
             raise ValueError(f"H-score is degenerate with {len(f)} examples for {f.shape[1]} feature dimensions "
-                             "(it equals classes - 1 for every model); use hscore-lw (Ledoit-Wolf shrinkage)")
+                             f"(it equals classes - 1 for every model; it needs more than {f.shape[1] + 1} examples); "
+                             "use hscore-lw (Ledoit-Wolf shrinkage)")
         cov_f = f.T @ f / len(f)
     class_means = np.zeros_like(f)
     for k in np.unique(labels):

@@ -206,3 +206,28 @@ def test_timm_cell_runs_end_to_end(tmp_path):
     assert result["backbone_weights"] == "random"
     assert result["provenance"]["backbones"]["plugin"] == "timm_backbones"
     assert result["onnx_top1_agreement"] == 1.0 and result["onnx_max_abs_diff"] < 1e-3
+
+
+def test_downloads_allowed_but_hub_unreachable_is_one_quick_line(registry, tmp_path, monkeypatch):
+    """HF_HUB_OFFLINE=0 with the hub unreachable: refused at grid validation in seconds, in one
+    line naming the hub, instead of huggingface_hub's minute of printed retries."""
+    import socket
+    import time
+
+    import huggingface_hub.constants as hub
+
+    from tlbench.utils import network
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # a port nothing listens on: connections are refused
+    port = closed.getsockname()[1]
+    closed.close()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(hub, "ENDPOINT", f"http://127.0.0.1:{port}")
+    network.unreachable_reason.cache_clear()
+    start = time.perf_counter()
+    with pytest.raises(UserError, match=f"hub at http://127.0.0.1:{port} is unreachable: cannot connect") as info:
+        expand({**GRID, "set": {"timm-resnet18": {"pretrained": True}}}, registry)
+    assert time.perf_counter() - start < 30 and "\n" not in str(info.value)

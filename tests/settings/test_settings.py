@@ -111,3 +111,26 @@ def test_run_id_view_and_source_view_follow_the_metadata():
     assert view["loader_workers"] == 2 and view["pin_memory"] is True and "verify_with" not in view
     assert "optimizer" not in view and run_id_view(TrainSettings(optimizer="sgd"))["optimizer"] == "sgd"
     assert set(source_view(TrainSettings())) == {"source_epochs", "batch_size", "lr", "bn_recalibration_batches"}
+
+
+def test_settings_validate_on_construction_with_the_cli_message():
+    """``TrainSettings(steps=-5)`` cannot bypass the checks ``--set train.steps=-5`` applies."""
+    expected = "train option `steps` = -5 is out of range; use 0..10000000"
+    with pytest.raises(UserError) as direct:
+        TrainSettings(steps=-5)
+    assert str(direct.value) == expected
+    with pytest.raises(UserError) as parsed:
+        TrainSettings.from_dict({"steps": -5})
+    assert str(parsed.value) == expected
+    with pytest.raises(UserError, match="`optimizer` = 'lion' is not one of adam, adamw, sgd"):
+        TrainSettings(optimizer="lion")
+    with pytest.raises(UserError, match="must be finite"):
+        TrainSettings().replace(lr=float("nan"))
+    assert TrainSettings(lr=1).lr == 1.0 and isinstance(TrainSettings(lr=1).lr, float)
+
+
+def test_a_spec_refuses_unknown_train_keys_but_a_stored_record_keeps_resuming():
+    with pytest.raises(UserError, match="train has no option 'stepz'; known: steps"):
+        RunSpec(*CELL, train={"stepz": 3})
+    record = {**RunSpec(*CELL).as_dict(), "train": {**TrainSettings().as_dict(), "a_removed_setting": 1}}
+    assert RunSpec.from_record(record).run_id == RunSpec(*CELL).run_id

@@ -147,3 +147,25 @@ def test_plain_hscore_refuses_fewer_examples_than_dimensions():
     with pytest.raises(ValueError, match="hscore-lw"):
         hscore(rng.normal(size=(20, 64)), np.repeat(np.arange(4), 5))
     assert hscore(rng.normal(size=(200, 8)), np.repeat(np.arange(4), 50)) < 1.0  # random features carry little
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_plain_hscore_refuses_d_plus_one_examples_where_every_model_scores_classes_minus_one(extra):
+    """With n = d + 1 rows the score is exactly classes - 1 whatever the features (computed here by
+    numpy's pseudo-inverse, independently of the plugin), so the plugin must refuse n <= d + 1."""
+    import numpy as np
+
+    from tlbench_plugins.estimators.hscore import hscore
+
+    rng = np.random.default_rng(extra)
+    d, classes = 6, 3
+    f = rng.normal(size=(d + 1, d))
+    y = np.arange(d + 1) % classes
+    centred = f - f.mean(axis=0)
+    g = np.stack([centred[y == label].mean(axis=0) for label in y])
+    by_hand = np.trace(np.linalg.pinv(centred.T @ centred) @ (g.T @ g))
+    assert by_hand == pytest.approx(classes - 1, rel=1e-8)  # the degenerate case the refusal exists for
+    with pytest.raises(ValueError, match=f"more than {d + 1} examples"):
+        hscore(f, y)
+    bigger = rng.normal(size=(d + 2 + extra, d))
+    assert hscore(bigger, np.arange(len(bigger)) % classes) < classes - 1 - 1e-6  # d + 2 rows: a real score

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tlbench.execution import claims
 from tlbench.execution import worker
+from tlbench.grid.identity import source_model_identity
 from tlbench.execution.interrupts import GridInterrupts
 from tlbench.execution.contract import ExecutorSettings, Task, WorkerConfig
 from tlbench.execution.results import (
@@ -25,11 +26,11 @@ from tlbench.execution.results import (
 )
 
 
-def plan(specs) -> tuple[list[Task], list[Task]]:
+def plan(specs, registry) -> tuple[list[Task], list[Task]]:
     """One source task per distinct source model the cells need, then one task per cell."""
     sources = {}
     for spec in specs:
-        sources.setdefault(json.dumps(spec.source_key(), sort_keys=True), spec)
+        sources.setdefault(json.dumps(source_model_identity(spec, registry), sort_keys=True), spec)
     return [Task("source", s) for s in sources.values()], [Task("cell", s) for s in specs]
 
 
@@ -81,7 +82,7 @@ def run_grid(specs, registry, results_dir, device: str, console: Console | None 
     results_dir = Path(results_dir).resolve()
     done = finished_run_ids(results_dir) if results_dir.exists() else set()
     todo = [s for s in specs if done.isdisjoint(s.accepted_ids)]
-    source_tasks, cell_tasks = plan(todo)
+    source_tasks, cell_tasks = plan(todo, registry)
     left = sum(claims.left_behind(worker.claim_path(results_dir, s)) for s in todo)
     for spec in specs:  # killed between writing its result and dropping its claim: tidy up
         if not done.isdisjoint(spec.accepted_ids) and claims.left_behind(worker.claim_path(results_dir, spec)):

@@ -8,7 +8,6 @@ quantized to INT8 unless told not to.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import torch
@@ -21,10 +20,9 @@ from tlbench.execution.results import INT8_FILE, MODEL_FILE, ONNX_FILE, RESULT_F
 def spec_from_record(record: dict, registry=None, where: str = RESULT_FILE) -> RunSpec:
     """The RunSpec a result record was produced from. With ``registry``, its stored plugin options
     are checked as the grid checks them: a hand-edited record is a one-line UserError."""
-    known = {f.name for f in dataclasses.fields(RunSpec)}
     fix = "rerun the run (or restore the file) to export it"
     try:
-        spec = RunSpec(**{k: v for k, v in record.items() if k in known})
+        spec = RunSpec.from_record(record)
     except Exception as exc:  # noqa: BLE001 - wrong types in a hand-edited file
         raise UserError(f"{where} does not describe a run ({first_line(exc)}); {fix}") from None
     if registry is None:

@@ -19,8 +19,9 @@ from tlbench.utils.seeds import TARGET_INIT_OFFSET, Salt, seeded_generator
 from tlbench.grid import RunSpec
 from tlbench.training.model import build_model
 from tlbench.plugin.registry import Registry
-from tlbench.training.selection import SOURCE_VAL_FRACTION, SOURCE_VAL_MAX, holdout
-from tlbench.search.scoring import checkpoint_selector, needs_source_holdout, score_validators
+from tlbench.training.selection import holdout
+from tlbench.grid.identity import needs_source_holdout, source_model_identity
+from tlbench.search.scoring import checkpoint_selector, score_validators
 from tlbench.execution.results import MODEL_FILE, RESULT_FILE, SCHEMA_VERSION, artifact_digests, describe_failure, remove_stale_temps, write_json_atomic
 from tlbench.execution.deployment import deploy_cell
 from tlbench.training.speed import HostTensor, SpeedSettings, resolve_speed
@@ -102,11 +103,7 @@ class Runner:
             return ({k: v for k, v in model.state_dict().items() if not k.startswith("head.")},
                     {"source_cached": False, "source_train_seconds": 0.0,
                      "source_weights": getattr(model.backbone, "weights_info", None)})
-        key = spec.source_key()
-        key["input_shape"] = list(shape)
-        if needs_source_holdout(spec, self.registry):  # trained without the held-out slice
-            key["source_val_holdout"] = [SOURCE_VAL_FRACTION, SOURCE_VAL_MAX]
-        path = cache.cache_path(self.results_dir, key)
+        path = cache.cache_path(self.results_dir, source_model_identity(spec, self.registry, shape))
         lock = claims.wait_claim(cache.lock_path(path))  # one process trains it; the others wait, then load it
         remove_stale_temps(path.parent, path.name)
         try:

@@ -46,14 +46,20 @@ class RunSpec:
     trial: dict = field(default_factory=dict, hash=False)
 
     def __post_init__(self):
-        if isinstance(self.train, dict):  # a stored record or a caller's table: validated into the typed object
-            object.__setattr__(self, "train", TrainSettings.from_record(self.train))
+        if isinstance(self.train, dict):  # a caller's table: validated into the typed object, unknown keys refused
+            object.__setattr__(self, "train", TrainSettings.from_dict(self.train))
+        elif not isinstance(self.train, TrainSettings):
+            raise TypeError(f"RunSpec.train must be TrainSettings or a dict, not {type(self.train).__name__}")
 
     @classmethod
     def from_record(cls, record: dict) -> "RunSpec":
-        """The spec a stored result (or its ``spec`` part) describes; unknown keys are ignored."""
+        """The spec a stored result (or its ``spec`` part) describes; keys this version does not
+        know (the record's own measurements, settings since removed) are ignored."""
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in record.items() if k in known})
+        fields = {k: v for k, v in record.items() if k in known}
+        if isinstance(fields.get("train"), dict):
+            fields["train"] = TrainSettings.from_record(fields["train"])
+        return cls(**fields)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import torch
 
-from tlbench.grid.domains import DOMAIN_ADAPTATION
 from tlbench.plugin.scoring import NotApplicable, score_each
 from tlbench.plugin.validator import SOURCE, TARGET, TARGET_TEST, ValidationInputs
 from tlbench.training.inference import map_batches
@@ -20,16 +19,6 @@ from tlbench.utils.seeds import Salt, seeded_generator
 
 def _generator(seed: int) -> torch.Generator:
     return seeded_generator(seed, Salt.VALIDATORS)
-
-
-def needs_source_holdout(spec, registry) -> bool:
-    """Hold out a source validation slice for this cell? When the validator that picks its
-    checkpoint reads source data, or when it is a search trial of a domain-adaptation pair (every
-    validator scores each trial)."""
-    name = spec.train.model_selection
-    if name != "last" and SOURCE in getattr(registry.get("validators", name).obj, "needs", ()):
-        return True
-    return bool(spec.trial) and spec.kind == DOMAIN_ADAPTATION
 
 
 def features_and_logits(model, x, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -104,6 +104,20 @@ def check_value(what: str, spec: FieldSpec, value):
     return value
 
 
+class Validated:
+    """Base of a settings dataclass: every field is checked against its metadata on construction
+    (``TrainSettings(steps=-5)`` fails as ``--set train.steps=-5`` does); ints given for floats
+    become floats. ``SECTION`` names the table in errors."""
+
+    SECTION = "settings"
+
+    def __post_init__(self):
+        for name, spec in field_specs(type(self)).items():
+            value = check_value(self.SECTION, spec, getattr(self, name))
+            if value is not getattr(self, name):
+                object.__setattr__(self, name, value)
+
+
 def build(cls, what: str, given: dict, base=None):
     """An instance of ``cls`` from ``base`` (or the defaults) overridden by ``given``; unknown keys,
     wrong types and out-of-range values are one-line UserErrors."""

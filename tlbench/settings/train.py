@@ -10,15 +10,17 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from tlbench.settings.fields import build, field_specs, setting
+from tlbench.settings.fields import Validated, build, field_specs, setting
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step", "inverse")
 
 
 @dataclass(frozen=True)
-class TrainSettings:
-    """The ``[train]`` table (``--set train.KEY=VALUE``)."""
+class TrainSettings(Validated):
+    """The ``[train]`` table (``--set train.KEY=VALUE``); validated on construction."""
+
+    SECTION = "train"
 
     # -- budget
     source_epochs: float = setting(3.0, "Epochs of source-model training (the model is cached and shared by the grid).",

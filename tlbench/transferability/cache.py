@@ -8,19 +8,19 @@ import json
 from pathlib import Path
 
 from tlbench.grid.domains import dataset_name
+from tlbench.grid.identity import source_model_identity
 from tlbench.utils.atomic import write_json_atomic
 
 CACHE_DIR = ".cache/transferability"
-VERSION = 2  # bump when the features, the record or an estimator change meaning (2: hscore-lw fixed)
+VERSION = 3  # bump when the features, the record or an estimator change meaning
+# (2: hscore-lw fixed; 3: the source model keyed by tlbench.grid.identity, holdout rule included)
 
 
-def cache_key(spec, shape, estimator_options: dict) -> dict:
+def cache_key(spec, registry, shape, estimator_options: dict) -> dict:
     """Everything the scores of ``spec``'s source model on its target depend on."""
     return {
         "version": VERSION,
-        "source_model": spec.source_key(),
-        "source_val_holdout": spec.train.model_selection == "source-val",
-        "input_shape": list(shape),
+        "source_model": source_model_identity(spec, registry, shape),
         "target": spec.target,
         "target_dataset_options": spec.options_of_dataset(dataset_name(spec.target) or ""),
         "shots": spec.shots,

@@ -41,7 +41,7 @@ def scores_for(runner, spec, backbone, shape, source_state, num_source_classes, 
     """The record for ``spec``'s source model and labeled examples, from the cache under
     ``runner.results_dir`` unless ``refresh`` (then computed and cached again)."""
     estimators = estimators or build_estimators(runner.registry, estimator_names(runner.registry))
-    key = cache.cache_key(spec, shape, {name: e.hparams for name, e in estimators.items()})
+    key = cache.cache_key(spec, runner.registry, shape, {name: e.hparams for name, e in estimators.items()})
     path = cache.cache_path(runner.results_dir, key)
     record = None if refresh else cache.load(path)
     if record is not None:
