@@ -10,12 +10,13 @@ from tlbench import hookimpl
 from tlbench.plugin.contracts import Phase
 
 from tlbench_plugins.strategies.basic import FineTune
+from tlbench.settings.train import EVAL_BATCH_SIZE
 
 MAX_FIT_EXAMPLES = 20_000  # per domain, for fitting the domain classifier
 
 
 @torch.no_grad()
-def features_of(backbone, x, batch_size: int = 512) -> torch.Tensor:
+def features_of(backbone, x, batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
     """Backbone features of every row of ``x`` (a tensor or host-resident tensor), in eval mode."""
     was_training = backbone.training
     backbone.eval()

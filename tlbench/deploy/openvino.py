@@ -11,6 +11,7 @@ import numpy as np
 
 from tlbench.deploy.ort import default_threads
 from tlbench.utils.timing import median_ms
+from tlbench.settings.train import EVAL_BATCH_SIZE
 
 PRECISION_HINT = "f32"
 
@@ -30,7 +31,7 @@ def compile_model(path, threads: int = 0):
     return core.compile_model(core.read_model(str(path)), "CPU", config)
 
 
-def logits(compiled, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+def logits(compiled, x: np.ndarray, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
     """Run ``x`` through a compiled model in batches."""
     request = compiled.create_infer_request()
     out = []

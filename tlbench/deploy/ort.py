@@ -17,6 +17,7 @@ import os
 import numpy as np
 
 from tlbench.utils.timing import median_ms
+from tlbench.settings.train import EVAL_BATCH_SIZE
 
 GRAPH_OPTIMIZATION = "ORT_ENABLE_ALL"
 
@@ -64,7 +65,7 @@ def make_session(model_path, device: str = "cpu", threads: int = 0):
     return session, session.get_providers()[0]
 
 
-def ort_logits(session, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+def ort_logits(session, x: np.ndarray, batch_size: int = EVAL_BATCH_SIZE) -> np.ndarray:
     """Run ``x`` through an onnxruntime session in batches."""
     name = session.get_inputs()[0].name
     return np.concatenate([session.run(None, {name: x[i : i + batch_size]})[0] for i in range(0, len(x), batch_size)])

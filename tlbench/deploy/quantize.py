@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from tlbench.settings.train import EVAL_BATCH_SIZE
 
 STATIC, DYNAMIC = "static-qdq", "dynamic"
 CALIBRATION_BATCH = 32
@@ -171,7 +172,7 @@ def int8_report(
     latency_inputs: tuple[np.ndarray, np.ndarray],
     device: str = "cpu",
     repeats: int = 10,
-    batch_size: int = 512,
+    batch_size: int = EVAL_BATCH_SIZE,
     seed: int = 0,
     keep_logits: bool = False,
 ) -> dict:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 
 from tlbench.grid.domains import resolve_subset
-from tlbench.grid.options import check_value, entry_option_specs, resolve_options
+from tlbench.grid.options import entry_option_specs, resolve_options
+from tlbench.settings import check_value
 from tlbench.plugin.contracts import Dataset
 from tlbench.plugin.errors import UserError, first_line, unknown
 
@@ -28,7 +29,7 @@ def resolve_dataset_options(registry, name: str, config: dict, given: dict | Non
     base = dict(defaults)
     for key in GLOBAL_DATASET_KEYS:
         if key in defaults and config.get(key) is not None:
-            base[key] = check_value(f"dataset {name!r}", key, config[key], defaults[key], specs[key])
+            base[key] = check_value(f"dataset {name!r}", specs[key], config[key])
     return resolve_options(f"dataset {name!r}", base, given or {}, specs)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from tlbench.grid.domains import DOMAIN_ADAPTATION
 from tlbench.plugin.validator import SOURCE
 from tlbench.training.selection import SOURCE_VAL_FRACTION, SOURCE_VAL_MAX
+from tlbench.settings.train import LAST_STEP
 
 
 def needs_source_holdout(spec, registry) -> bool:
@@ -19,7 +20,7 @@ def needs_source_holdout(spec, registry) -> bool:
     checkpoint reads source data, or when it is a search trial of a domain-adaptation pair (every
     validator scores each trial)."""
     name = spec.train.model_selection
-    if name != "last" and SOURCE in getattr(registry.get("validators", name).obj, "needs", ()):
+    if name != LAST_STEP and SOURCE in getattr(registry.get("validators", name).obj, "needs", ()):
         return True
     return bool(spec.trial) and spec.kind == DOMAIN_ADAPTATION
 

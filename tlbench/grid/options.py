@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 from tlbench.plugin.errors import UserError, closest_first
-from tlbench.settings import FieldSpec, TrainSettings, field_specs
-from tlbench.settings import check_value as check_field
+from tlbench.settings import FieldSpec, TrainSettings, check_value, field_specs
 from tlbench.settings.train import RECIPE_KEYS
+from tlbench.settings.train import LAST_STEP
 
 _SETTABLE = (bool, int, float, str)
 
@@ -34,15 +34,6 @@ def entry_option_specs(entry) -> dict[str, FieldSpec]:
     return option_specs(entry.label, entry.defaults, entry.option_ranges, entry.option_choices)
 
 
-def check_value(what: str, key: str, value, default, spec: FieldSpec | None = None):
-    """One option checked against ``spec`` (or just its default's type); ints are accepted for floats."""
-    if spec is None:
-        spec = option_specs(what, {key: default})[key]
-    if spec.type is None:
-        return value
-    return check_field(what, spec, value)
-
-
 def resolve_options(what: str, defaults: dict, given: dict, specs: dict[str, FieldSpec] | None = None) -> dict:
     """Defaults overridden by ``given``; unknown keys, wrong types, out-of-range values and unknown
     choices are one-line UserErrors."""
@@ -54,7 +45,7 @@ def resolve_options(what: str, defaults: dict, given: dict, specs: dict[str, Fie
         if key not in defaults:
             known = ", ".join(closest_first(str(key), defaults)) or "(it takes none)"
             raise UserError(f"{what} has no option {key!r}; known: {known}")
-        out[key] = check_value(what, key, value, defaults[key], specs[key])
+        out[key] = check_value(what, specs[key], value)
     return out
 
 
@@ -76,10 +67,10 @@ def selection_reads_source(train: TrainSettings, registry) -> bool:
     """Check ``model_selection`` names ``last`` or a registered validator (the one that picks the
     checkpoint; tlbench.plugin.validator); True when that validator reads held-out source data."""
     name = train.model_selection
-    if name == "last":
+    if name == LAST_STEP:
         return False
     if name not in registry.entries.get("validators", {}):
-        known = ", ".join(["last", *closest_first(name, registry.names("validators"))])
+        known = ", ".join([LAST_STEP, *closest_first(name, registry.names("validators"))])
         raise UserError(f"train option `model_selection` = {name!r} is not `last` or a validator; use one of {known}")
     return "source" in getattr(registry.get("validators", name).obj, "needs", ())
 
@@ -90,4 +81,4 @@ def check_recipe(what: str, settings: dict) -> None:
     specs = field_specs(TrainSettings)
     for key, value in settings.items():
         if key in RECIPE_KEYS:
-            check_field(what, specs[key], value)
+            check_value(what, specs[key], value)

@@ -5,19 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from types import MappingProxyType
 
 from tlbench.grid.domains import DOMAIN_ADAPTATION, dataset_name, safe_name
-from tlbench.settings import TrainSettings, field_specs, legacy_run_id_view, run_id_view, source_view
+from tlbench.settings import TrainSettings, legacy_run_id_view, run_id_view, source_view
 
 LIST_KEYS = ("backbone", "source", "target", "strategy", "loss", "shots", "seeds")
 SCALAR_KEYS = ("results_dir", "device", "data_root", "download", "executor", "workers", "devices", "ray_address", "threads")
 TABLE_KEYS = ("train", "set", "search")  # [search]: tlbench.search.trials
 KNOWN_KEYS = LIST_KEYS + SCALAR_KEYS + TABLE_KEYS
 PLUGIN_KINDS = {"backbone": "backbones", "strategy": "strategies", "loss": "adaptation_losses", "dataset": "datasets"}
-
-# The [train] defaults, read from the settings metadata (tlbench/settings/train.py); read-only.
-TRAIN_DEFAULTS = MappingProxyType({name: spec.default for name, spec in field_specs(TrainSettings).items()})
 
 DEFAULT_RESULTS_DIR = "results/runs"
 

@@ -16,6 +16,7 @@ from typing import Callable
 from tlbench.plugin.errors import UserError
 from tlbench.report.selection import annotate, caption_note, main_table_runs, render_selection
 from tlbench.report.stats import intervals_overlap, summarize
+from tlbench.settings.train import LAST_STEP
 
 BASELINE = "scratch"
 CONTROL = "control"  # the adaptation loop without its adaptation term (tlbench_plugins.losses.control)
@@ -33,7 +34,7 @@ MEAN_FIELDS = (
 )
 PROVENANCE_KINDS = {"backbones": "backbone", "datasets": "dataset", "strategies": "strategy", "adaptation_losses": "loss"}
 SELECTION_TEXT = {
-    "last": "the last training step",
+    LAST_STEP: "the last training step",
     "source-val": "the best step on a held-out slice of the source train split",
     "target-oracle": "the best step on the target TEST split (oracle selection: optimistic, not a fair estimate)",
 }
@@ -48,7 +49,7 @@ def shots_order(shots) -> float:
 
 def model_selection(result: dict) -> str:
     """Which checkpoint a result reports (older results without the field: the last step)."""
-    return result.get("model_selection") or (result.get("train") or {}).get("model_selection") or "last"
+    return result.get("model_selection") or (result.get("train") or {}).get("model_selection") or LAST_STEP
 
 
 def _provenance(results: list[dict]) -> dict:

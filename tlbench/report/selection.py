@@ -19,13 +19,14 @@ from collections import defaultdict
 
 from tlbench.plugin.errors import UserError
 from tlbench.utils.ranking import mean, pick_index, proxy_ranking
+from tlbench.settings.train import LAST_STEP
 
 DEFAULT_SELECT = "source-val"
 GROUP_FIELDS = ("source", "target", "backbone", "strategy", "loss", "shots")
 
 
 def _checkpoint(r: dict) -> str:
-    return r.get("model_selection") or (r.get("train") or {}).get("model_selection") or "last"
+    return r.get("model_selection") or (r.get("train") or {}).get("model_selection") or LAST_STEP
 
 
 def group_of(r: dict) -> tuple:

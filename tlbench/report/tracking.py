@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tlbench.plugin.errors import UserError
 from tlbench.execution.results import ONNX_FILE, RESULT_FILE, read_result
+from tlbench.settings.train import LAST_STEP
 
 EXPERIMENT = "tlbench"
 RUN_ID_TAG = "tlbench.run_id"
@@ -115,7 +116,7 @@ def _client(uri: str):
 def params_of(result: dict) -> dict[str, str]:
     """Flat MLflow parameters: the grid cell and every option (``train.steps``, ``strategy.alpha``)."""
     params = {k: str(result[k]) for k in PARAM_KEYS if result.get(k) is not None}
-    params.setdefault("model_selection", str((result.get("train") or {}).get("model_selection", "last")))
+    params.setdefault("model_selection", str((result.get("train") or {}).get("model_selection", LAST_STEP)))
     for table in OPTION_TABLES:
         prefix = table.removesuffix("_options")
         for key, value in sorted((result.get(table) or {}).items()):

@@ -6,6 +6,7 @@ from collections import defaultdict
 
 from tlbench.report.selection import main_table_runs
 from tlbench.transferability.correlation import MIN_CANDIDATES, correlations
+from tlbench.settings.train import LAST_STEP
 
 CAPTION = (
     "Each estimator scored every candidate (backbone x source model) on the cell's labeled target examples "
@@ -34,7 +35,7 @@ def correlation_groups(results: list[dict]) -> dict[str, list[dict]]:
     out = {}
     for (target, shots, strategy, loss, selection), rows in groups.items():
         title = (f"transferability estimators vs fine-tuned accuracy: {target}, shots {shots}, "
-                 f"{strategy} + {loss}" + ("" if selection == "last" else f", selection {selection}"))
+                 f"{strategy} + {loss}" + ("" if selection == LAST_STEP else f", selection {selection}"))
         out[title] = sorted(rows, key=lambda r: -(r["kendall_tau"] if r["kendall_tau"] is not None else -2))
     return out
 

@@ -15,6 +15,7 @@ from tlbench.plugin.validator import SOURCE, TARGET, TARGET_TEST, ValidationInpu
 from tlbench.training.inference import map_batches
 from tlbench.training.selection import make_selector
 from tlbench.utils.seeds import Salt, seeded_generator
+from tlbench.settings.train import LAST_STEP
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -78,7 +79,7 @@ def score_function(entry, source_val, target_x, target_test, batch_size: int, se
 def checkpoint_selector(spec, registry, source_val, target_x, target_test):
     """The selector of ``model_selection`` (None for ``last``): its validator scores checkpoints."""
     name = spec.train.model_selection
-    if name == "last":
+    if name == LAST_STEP:
         return None
     entry = registry.get("validators", name)
     score = score_function(entry, source_val, target_x, target_test, spec.train.eval_batch_size, spec.seed)

@@ -22,9 +22,9 @@ import math
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from tlbench.grid.options import check_value, option_specs
+from tlbench.grid.options import option_specs
 from tlbench.plugin.errors import UserError, closest_first
-from tlbench.settings import FieldSpec
+from tlbench.settings import FieldSpec, check_value
 
 ENTRY_KEYS = ("low", "high", "log", "step", "choices", "distribution")
 # [train] settings a search may vary (they apply to the transfer only; the cached source model
@@ -76,7 +76,7 @@ def distribution(what: str, key: str, entry, spec: FieldSpec) -> BaseDistributio
                 raise UserError(f"{what} search space `{key}`: choice {value!r} is not a {type(default).__name__} "
                                 f"like the default {default!r}")
             try:
-                check_value(what, key, value, default, spec)
+                check_value(what, spec, value)
             except UserError as exc:
                 raise UserError(f"{what} search space `{key}`: choice {value!r} is invalid ({exc})") from None
         return CategoricalDistribution(list(dict.fromkeys(choices)))

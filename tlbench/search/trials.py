@@ -21,13 +21,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from tlbench.grid.options import check_value, entry_option_specs
+from tlbench.grid.options import entry_option_specs
 from tlbench.grid.spec import DEFAULT_RESULTS_DIR, RunSpec
 from tlbench.plugin.errors import UserError, closest_first, unknown
 from tlbench.search.sampling import PENDING, SAMPLERS, sample_configs
 from tlbench.search.space import SEARCHABLE_TRAIN, declared_space, parse_space
 from tlbench.settings import TrainSettings, field_specs
-from tlbench.settings import check_value as check_field
+from tlbench.settings import check_value
 
 SEARCH_KEYS = ("trials", "sampler", "seed", "objective", "startup", "defaults_first", "space")
 MAX_TRIALS = 10_000
@@ -131,7 +131,7 @@ def trial_spec(spec: RunSpec, registry, settings: SearchSettings, index: int, pa
     for name, value in params.items():
         plugin, _, key = name.partition(".")
         if plugin == "train":
-            train[key] = check_field("train", field_specs(TrainSettings)[key], value)
+            train[key] = check_value("train", field_specs(TrainSettings)[key], value)
         elif plugin == spec.strategy:
             strategy[key] = _checked(registry.get("strategies", plugin), key, value)
         else:
@@ -157,7 +157,7 @@ def _check_space_names(settings: SearchSettings, specs: list[RunSpec]) -> None:
 
 def _checked(entry, key: str, value):
     """A sampled value checked against the plugin's declared option spec."""
-    return check_value(entry.label, key, value, entry.defaults[key], entry_option_specs(entry)[key])
+    return check_value(entry.label, entry_option_specs(entry)[key], value)
 
 
 def _read_result(path: Path) -> dict | None:

@@ -42,6 +42,7 @@ class FieldSpec:
     changes_results: bool = True
     in_v1_ids: bool = False
     source_model: bool = False
+    group: str = ""  # a named subset of a table's fields (``recipe``: the optimizer recipe)
 
     def bounds(self) -> str:
         """``low..high``, ``>= low`` or ``<= high``."""
@@ -61,10 +62,10 @@ class FieldSpec:
 
 
 def setting(default, doc: str, *, low=None, high=None, choices=None, changes_results: bool = True,
-            in_v1_ids: bool = False, source_model: bool = False):
+            in_v1_ids: bool = False, source_model: bool = False, group: str = ""):
     """A dataclass field carrying a setting's metadata (see the module docstring)."""
     meta = {"doc": doc, "low": low, "high": high, "choices": None if choices is None else tuple(choices),
-            "changes_results": changes_results, "in_v1_ids": in_v1_ids, "source_model": source_model}
+            "changes_results": changes_results, "in_v1_ids": in_v1_ids, "source_model": source_model, "group": group}
     return dataclasses.field(default=default, metadata={_META_KEY: meta})
 
 
@@ -86,7 +87,10 @@ def field_specs(cls) -> dict[str, FieldSpec]:
 
 
 def check_value(what: str, spec: FieldSpec, value):
-    """``value`` checked against ``spec`` (ints accepted for floats); a one-line UserError otherwise."""
+    """``value`` checked against ``spec`` (ints accepted for floats; any value when ``spec.type`` is
+    None, a plugin option whose default is None); a one-line UserError otherwise."""
+    if spec.type is None:
+        return value
     where = f"{what} option `{spec.name}`"
     if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)

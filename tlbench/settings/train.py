@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from tlbench.settings.fields import Validated, build, field_specs, setting
 
@@ -29,21 +30,21 @@ class TrainSettings(Validated):
     batch_size: int = setting(64, "Examples per training batch (source and target alike).", low=1, high=65_536,
                               in_v1_ids=True, source_model=True)
     # -- optimizer recipe (tlbench/training/optim.py); an adaptation loss may override these in its options
-    optimizer: str = setting("adam", "Optimizer of source training and transfer.", choices=OPTIMIZERS, source_model=True)
+    optimizer: str = setting("adam", "Optimizer of source training and transfer.", choices=OPTIMIZERS, source_model=True, group="recipe")
     lr: float = setting(0.001, "Base learning rate; every parameter group scales it by its declared factor.",
-                        low=1e-12, high=100.0, in_v1_ids=True, source_model=True)
-    momentum: float = setting(0.9, "SGD momentum (sgd only).", low=0.0, high=0.9999, source_model=True)
-    nesterov: bool = setting(False, "Nesterov momentum (sgd only).", source_model=True)
-    weight_decay: float = setting(0.0, "Weight decay (decoupled for adamw).", low=0.0, high=10.0, source_model=True)
+                        low=1e-12, high=100.0, in_v1_ids=True, source_model=True, group="recipe")
+    momentum: float = setting(0.9, "SGD momentum (sgd only).", low=0.0, high=0.9999, source_model=True, group="recipe")
+    nesterov: bool = setting(False, "Nesterov momentum (sgd only).", source_model=True, group="recipe")
+    weight_decay: float = setting(0.0, "Weight decay (decoupled for adamw).", low=0.0, high=10.0, source_model=True, group="recipe")
     schedule: str = setting("constant", "Learning-rate schedule: constant, cosine, step, or inverse annealing "
-                            "lr0 (1 + gamma p)^-power (Ganin & Lempitsky, 2015).", choices=SCHEDULES, source_model=True)
+                            "lr0 (1 + gamma p)^-power (Ganin & Lempitsky, 2015).", choices=SCHEDULES, source_model=True, group="recipe")
     warmup: float = setting(0.0, "Fraction of the steps over which the rate ramps linearly up from ~0.",
-                            low=0.0, high=1.0, source_model=True)
-    schedule_gamma: float = setting(10.0, "inverse schedule: gamma.", low=0.0, high=1e6, source_model=True)
-    schedule_power: float = setting(0.75, "inverse schedule: power.", low=0.0, high=100.0, source_model=True)
+                            low=0.0, high=1.0, source_model=True, group="recipe")
+    schedule_gamma: float = setting(10.0, "inverse schedule: gamma.", low=0.0, high=1e6, source_model=True, group="recipe")
+    schedule_power: float = setting(0.75, "inverse schedule: power.", low=0.0, high=100.0, source_model=True, group="recipe")
     step_every: float = setting(0.3, "step schedule: multiply by step_factor after every such fraction of the steps.",
-                                low=1e-6, high=1.0, source_model=True)
-    step_factor: float = setting(0.1, "step schedule: the factor.", low=0.0, high=1.0, source_model=True)
+                                low=1e-6, high=1.0, source_model=True, group="recipe")
+    step_factor: float = setting(0.1, "step schedule: the factor.", low=0.0, high=1.0, source_model=True, group="recipe")
     # -- checkpoint selection (tlbench/training/selection.py)
     model_selection: str = setting("last", "Which checkpoint is reported: `last`, or the validator that picks it "
                                    "(source-val, entropy, im, snd, dev, target-oracle, ...).")
@@ -101,5 +102,12 @@ class TrainSettings(Validated):
         return {name: getattr(self, name) for name in RECIPE_KEYS}
 
 
-RECIPE_KEYS = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule", "warmup",
-               "schedule_gamma", "schedule_power", "step_every", "step_factor")
+RECIPE_KEYS = tuple(name for name, spec in field_specs(TrainSettings).items() if spec.group == "recipe")
+"""The optimizer recipe's fields (tlbench.training.optim): those declared with ``group="recipe"``;
+an adaptation loss may override them in its options."""
+RECIPE_DEFAULTS = MappingProxyType({name: field_specs(TrainSettings)[name].default for name in RECIPE_KEYS})
+"""Their defaults, read from the same metadata (read-only)."""
+LAST_STEP = TrainSettings.model_selection
+"""``model_selection``'s default: report the last training step (no validator picks a checkpoint)."""
+EVAL_BATCH_SIZE = TrainSettings.eval_batch_size
+"""``eval_batch_size``'s default: the batch of helpers called without settings at hand."""

@@ -13,6 +13,7 @@ import copy
 from typing import Iterable
 
 import torch
+from tlbench.settings.train import EVAL_BATCH_SIZE
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -57,7 +58,7 @@ def recalibrate(model: nn.Module, layers: list[_BatchNorm], batches: Iterable[to
 
 
 @torch.no_grad()
-def batch_statistics_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512,
+def batch_statistics_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE,
                               companion: torch.Tensor | None = None) -> float | None:
     """Accuracy on ``(x, y)`` when every BatchNorm normalises with the statistics of the batch
     itself instead of the stored running ones. A model that trained on a mix of domains sees

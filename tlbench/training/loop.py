@@ -18,6 +18,7 @@ from tlbench.training.batchnorm import batchnorm_layers, recalibrate
 from tlbench.training.inference import map_batches
 from tlbench.training.model import TransferModel, freeze_untrained
 from tlbench.training.optim import make_optimizer, make_scheduler, recipe_of, transfer_recipe
+from tlbench.settings.train import EVAL_BATCH_SIZE
 
 
 class NonFiniteLoss(RuntimeError):
@@ -326,13 +327,13 @@ def transfer(model: TransferModel, strategy: Strategy, loss: AdaptationLoss, ctx
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = EVAL_BATCH_SIZE) -> torch.Tensor:
     """Logits for every row of ``x`` in eval mode."""
     model.eval()
     return torch.cat(map_batches(model, x, batch_size))
 
 
-def accuracy(model: nn.Module, split: Split, batch_size: int = 512) -> float:
+def accuracy(model: nn.Module, split: Split, batch_size: int = EVAL_BATCH_SIZE) -> float:
     """Top-1 accuracy of ``model`` on ``split``."""
     logits = predict_logits(model, split.x, batch_size)
     return float((logits.argmax(1) == split.y).float().mean())

@@ -14,11 +14,7 @@ import math
 
 import torch
 
-from tlbench.settings.fields import field_specs
-from tlbench.settings.train import OPTIMIZERS, RECIPE_KEYS, SCHEDULES, TrainSettings
-
-# The recipe's defaults come from the settings metadata (tlbench/settings/train.py), never restated.
-RECIPE_DEFAULTS = {k: field_specs(TrainSettings)[k].default for k in RECIPE_KEYS}
+from tlbench.settings.train import OPTIMIZERS, RECIPE_DEFAULTS, SCHEDULES, TrainSettings  # noqa: F401 - RECIPE_DEFAULTS: documented here
 
 
 def recipe_of(settings) -> dict:

@@ -15,6 +15,7 @@ import time
 import torch
 
 from tlbench.training.speed import HostTensor
+from tlbench.settings.train import LAST_STEP
 
 SOURCE_VAL_FRACTION = 0.1
 SOURCE_VAL_MAX = 1000
@@ -95,7 +96,7 @@ def make_selector(train, score=None, higher_is_better: bool = True) -> Selector 
     """The selector a run's ``[train]`` settings ask for (None for the last step): ``score(model)``
     is the score of the validator that ``model_selection`` names, larger or smaller is better."""
     name = train.model_selection
-    if name == "last":
+    if name == LAST_STEP:
         return None
     if score is None:
         raise ValueError(f"model_selection {name!r} needs its validator's score function")

@@ -17,6 +17,7 @@ from collections import defaultdict
 
 from tlbench.utils.ranking import mean as _mean
 from tlbench.utils.ranking import proxy_ranking
+from tlbench.settings.train import LAST_STEP
 
 MIN_CANDIDATES = 3  # with two candidates a rank correlation is only ever +1 or -1
 GROUP_KEYS = ("target", "shots", "strategy", "loss")
@@ -28,7 +29,7 @@ def candidates(results: list[dict]) -> dict[tuple, dict[tuple, dict]]:
     for r in results:
         if r.get("status") != "ok" or r.get("target_acc") is None:
             continue
-        selection = r.get("model_selection") or "last"
+        selection = r.get("model_selection") or LAST_STEP
         runs[tuple(r.get(k) for k in GROUP_KEYS) + (selection,)][(r["backbone"], r["source"])].append(r)
     out = {}
     for group, members in runs.items():
