@@ -216,7 +216,9 @@ def test_selector_restores_the_best_checkpoint_and_keeps_scoring_time_apart():
     assert selector.as_dict()["model_selection"] == "source-val" and selector.as_dict()["selection_score"] == 0.9
 
 
-def test_model_selection_setting_is_validated_and_default_run_ids_are_unchanged(registry):
+def test_model_selection_setting_is_validated_and_last_is_its_default(registry):
+    """(That ids written before model_selection existed still resume is checked against the
+    committed results in tests/execution/test_resume_committed.py.)"""
     from tlbench.plugin.errors import UserError
     from tlbench.grid import expand
 

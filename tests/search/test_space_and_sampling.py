@@ -144,17 +144,18 @@ def test_cli_rejects_a_bad_search_before_training(tmp_path):
 
 
 def test_cells_outside_a_search_keep_their_run_ids_and_any_validator_can_pick_checkpoints(registry):
-    import hashlib
     import json
+    from pathlib import Path
 
-    from tlbench.settings import run_id_view
+    from tlbench.grid.spec import RunSpec
 
-    spec = expand({**BASE, "loss": ["dann"], "seeds": [0]}, registry)[0]
-    fields = {**spec.as_dict(), "train": run_id_view(spec.train)}
-    for key in ("kind", "trial", "dataset_options"):  # what run ids were hashed without before searches existed
-        fields.pop(key)
-    old = hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
-    assert spec.run_id == old and "trial" not in spec.dirname
+    # DANN cells committed before searches existed: the ids that release wrote, not recomputed here
+    committed = sorted((Path(__file__).resolve().parents[2] / "results/adaptation/runs").glob("*__dann__*/result.json"))
+    assert committed
+    for path in committed:
+        record = json.loads(path.read_text())
+        spec = RunSpec.from_record(record)
+        assert not spec.trial and record["run_id"] in spec.accepted_ids and "trial" not in spec.dirname
     for name in ("entropy", "im", "snd", "dev", "source-val", "target-oracle"):
         assert expand({**BASE, "train": {"model_selection": name}}, registry)[0].train.model_selection == name
     with pytest.raises(UserError, match="`model_selection` = 'entropyy' is not `last` or a validator; use one of last, entropy"):
