@@ -18,6 +18,19 @@ FAST_TRAIN = ["--set", "train.steps=4", "--set", "train.source_epochs=1", "--set
               "--set", "train.export_dynamo=false", "--set", "train.int8=false"]  # INT8 tests opt in
 
 
+@pytest.fixture(scope="session", autouse=True)
+def decode_cache_dir(tmp_path_factory):
+    """Lazy datasets decode into a folder of this test session, never the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("decode-cache")
+    saved = os.environ.get("TLBENCH_CACHE_DIR")
+    os.environ["TLBENCH_CACHE_DIR"] = str(folder)
+    yield folder
+    if saved is None:
+        os.environ.pop("TLBENCH_CACHE_DIR", None)
+    else:
+        os.environ["TLBENCH_CACHE_DIR"] = saved
+
+
 @pytest.fixture(scope="session")
 def registry():
     """Every installed plugin plus the tests' toy dataset."""

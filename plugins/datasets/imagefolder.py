@@ -4,8 +4,11 @@ Layout: ``DATA_ROOT/<domain>/<class>/<image>``. Domains are the sub-folders of `
 (found when the grid is validated), classes the sorted union of class folder names. Domains with
 the same class folders share one label space (domain adaptation); domains whose class folders
 differ are a task-transfer pair (each keeps its own classes; target labels needed). Each domain gets a fixed, seeded, per-class train/test split.
-Images are decoded with Pillow, converted to RGB, resized to ``size`` and normalised with the
-ImageNet mean/std (what pretrained backbones expect).
+Images are decoded with Pillow (tlbench's one decoder, ``decode_image``), converted to RGB, resized
+to ``size`` and normalised with the ImageNet mean/std (what pretrained backbones expect). By default
+a split is lazy (``lazy = true``): the core decodes each image once into its decode cache and reads
+batches from there, so memory does not grow with the dataset; ``lazy = false`` decodes every image
+into memory when the domain loads (same pixels, same batches).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 from tlbench import hookimpl
 from tlbench.plugin.contracts import IMAGE, Dataset, DomainData, Preprocessing, Split
 from tlbench.plugin.errors import UserError
+from tlbench.plugin.sources import ImageFiles, decode_image, normalise_pixels
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -46,7 +50,8 @@ def _check_image(path: Path) -> None:
 class ImageFolderDomains(Dataset):
     """Domains and classes discovered from the folder tree under ``data_root``."""
 
-    def __init__(self, data_root: str = "", size: int = 64, test_fraction: float = 0.2, limit_per_class: int = 0):
+    def __init__(self, data_root: str = "", size: int = 64, test_fraction: float = 0.2, limit_per_class: int = 0,
+                 lazy: bool = True):
         hint = "one folder per domain, one sub-folder per class, e.g. DIR/amazon/back_pack/*.jpg (Office-31)"
         if not data_root:
             raise UserError(f"imagefolder needs --data-root DIR ({hint}); download Office-31/Office-Home/DomainNet there")
@@ -65,7 +70,7 @@ class ImageFolderDomains(Dataset):
             if first is None:
                 raise UserError(f"imagefolder domain {domain.name!r} has no image files ({', '.join(IMAGE_SUFFIXES)}) in its class folders")
             _check_image(first)
-        self.root, self.size, self.test_fraction, self.limit = root, size, test_fraction, limit_per_class
+        self.root, self.size, self.test_fraction, self.limit, self.lazy = root, size, test_fraction, limit_per_class, lazy
         self.domains = tuple(d.name for d in domains)
         self.classes = tuple(sorted({c.name for d in domains for c in _subdirs(d)}))
         self.preprocessing = Preprocessing(IMAGE, (3, size, size), IMAGENET_MEAN, IMAGENET_STD)
@@ -77,16 +82,6 @@ class ImageFolderDomains(Dataset):
             return None
         own = tuple(c for c in self.classes if (self.root / domain / c).is_dir() and _images(self.root / domain / c))
         return None if own == self.classes else own
-
-    def _decode(self, path: Path) -> np.ndarray:
-        from PIL import Image
-
-        try:
-            with Image.open(path) as image:
-                rgb = image.convert("RGB").resize((self.size, self.size), Image.BILINEAR)
-        except OSError as exc:
-            raise UserError(f"cannot read image {str(path)!r}: {exc}") from None
-        return np.asarray(rgb, dtype=np.uint8)
 
     def load(self, domain: str) -> DomainData:
         if domain not in self.domains:
@@ -104,13 +99,13 @@ class ImageFolderDomains(Dataset):
             train_paths += [(f, label) for f in files[n_test:]]
         if not train_paths or not test_paths:
             raise UserError(f"imagefolder domain {domain!r} has too few images for a train/test split")
-        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
 
         def split(items) -> Split:
-            pixels = np.stack([self._decode(path) for path, _ in items])
-            x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255.0
-            return Split((x - mean) / std, torch.tensor([label for _, label in items], dtype=torch.long))
+            labels = torch.tensor([label for _, label in items], dtype=torch.long)
+            if self.lazy:
+                return Split(ImageFiles([str(path) for path, _ in items]), labels)
+            pixels = np.stack([decode_image(str(path), self.size, self.size) for path, _ in items])
+            return Split(normalise_pixels(torch.from_numpy(pixels), self.preprocessing), labels)
 
         return DomainData(split(train_paths), split(test_paths))
 
@@ -122,7 +117,7 @@ def register_datasets(register):
         ImageFolderDomains,
         domains=None,  # discovered from data_root when the grid is validated
         modality=IMAGE,
-        defaults={"data_root": "", "size": 64, "test_fraction": 0.2, "limit_per_class": 0},
+        defaults={"data_root": "", "size": 64, "test_fraction": 0.2, "limit_per_class": 0, "lazy": True},
         option_ranges={"size": (8, 512), "test_fraction": (1e-6, 1 - 1e-6), "limit_per_class": (0, None)},  # limit 0: every image
         description="DATA_ROOT/<domain>/<class>/<image> folders (Office-31, Office-Home, DomainNet)",
     )

@@ -196,8 +196,10 @@ def test_imagefolder_discovers_domains_and_classes(registry, tmp_path):
         expand({**config, "data_root": str(tmp_path / "nope")}, registry)
     dataset = registry.get("datasets", "imagefolder").obj(data_root=str(tmp_path), size=16)
     assert dataset.domains == ("amazon", "webcam") and dataset.classes == ("back_pack", "bike", "mug")
-    data = dataset.load("webcam")
-    assert data.train.x.shape == (6, 3, 16, 16) and data.test.x.shape == (3, 3, 16, 16)
+    data = dataset.load("webcam")  # lazy by default: the files, decoded by the core when a cell reads them
+    assert len(data.train.x) == 6 and len(data.test.x) == 3 and all(p.endswith(".png") for p in data.train.x.paths)
+    eager = registry.get("datasets", "imagefolder").obj(data_root=str(tmp_path), size=16, lazy=False).load("webcam")
+    assert eager.train.x.shape == (6, 3, 16, 16) and eager.test.x.shape == (3, 3, 16, 16)
 
 
 def test_cli_runs_on_imagefolder_and_records_options_and_weights(tmp_path):

@@ -13,6 +13,8 @@ import torch
 from tlbench.grid.dataset_options import built_dataset, dataset_key, label_space
 from tlbench.grid.domains import is_pretrained, parse_domain
 from tlbench.plugin.contracts import DomainData, Split
+from tlbench.plugin.sources import is_lazy
+from tlbench.training.streaming import LazyRows
 
 
 class TaskView:
@@ -54,12 +56,22 @@ class DomainCache:
         dataset = self.dataset(ref.dataset, options)
         key = dataset_key(ref.qualified, options or {})
         if key not in self.domains:
-            self.domains[key] = dataset.load(ref.domain)
+            loaded = dataset.load(ref.domain)
+            self.domains[key] = DomainData(_rows_of(loaded.train), _rows_of(loaded.test))
         data = self.domains[key]
         _, names, indices = label_space(self.registry, ref, options or {}, self.datasets)
         if indices is not None:
             data = DomainData(restrict(data.train, indices), restrict(data.test, indices))
         return TaskView(dataset, names), data
+
+
+def _rows_of(split: Split) -> Split:
+    """A lazy input declaration (tlbench.plugin.sources) wrapped so row selections stay lazy."""
+    if not is_lazy(split.x):
+        return split
+    if len(split.x) != len(split.y):
+        raise ValueError(f"a lazy split has {len(split.x)} inputs for {len(split.y)} labels")
+    return type(split)(LazyRows(split.x), split.y)
 
 
 def empty_like(split: Split) -> Split:

@@ -13,6 +13,8 @@ from tlbench.execution import claims
 from tlbench.plugin.contracts import TransferContext
 from tlbench.execution.cell_data import DomainCache, empty_like, source_is_data
 from tlbench.grid.domains import dataset_name
+from tlbench.training.decode_cache import DecodeCache
+from tlbench.training.streaming import LazyRows, stream
 from tlbench.training.data import adapt_inputs, adapted_preprocessing, backbone_input_shape, few_shot
 from tlbench.utils.environment import device_name, versions
 from tlbench.utils.seeds import TARGET_INIT_OFFSET, Salt, seeded_generator
@@ -55,6 +57,7 @@ class Runner:
         self.device = device
         self.log = log
         self._data = DomainCache(registry)
+        self._decode_caches: dict[tuple, DecodeCache] = {}
         self._versions = versions()
 
     # -- data ---------------------------------------------------------------------------------
@@ -78,20 +81,32 @@ class Runner:
 
         speed = speed or SpeedSettings(self.device)
 
-        def fit(split, pre):
+        def fit(split, pre, label):
+            if isinstance(split.x, LazyRows):  # read batch by batch (decode cache), never whole
+                x = stream(split.x, pre, shape, self.device, self._decode_cache(spec.train), label)
+                return type(split)(x, split.y.to(self.device))
             x = adapt_inputs(split.x, pre, shape)
             # too large for the device: stays in (pinned) host memory, see tlbench.training.speed
             x = x.to(self.device) if speed.keep_on_device(x) else HostTensor(x, self.device, speed.pin_memory, speed.non_blocking)
             return type(split)(x, split.y.to(self.device))
 
-        data = {"target_train": fit(tgt.train, tgt_ds.preprocessing), "target_test": fit(tgt.test, tgt_ds.preprocessing)}
+        data = {"target_train": fit(tgt.train, tgt_ds.preprocessing, f"{spec.target} train"),
+                "target_test": fit(tgt.test, tgt_ds.preprocessing, f"{spec.target} test")}
         if src is None:
             data["source_train"] = data["source_test"] = empty_like(data["target_train"])
         else:
-            data["source_train"] = fit(src.train, src_ds.preprocessing)
-            data["source_test"] = fit(src.test, src_ds.preprocessing)
+            data["source_train"] = fit(src.train, src_ds.preprocessing, f"{spec.source} train")
+            data["source_test"] = fit(src.test, src_ds.preprocessing, f"{spec.source} test")
         data["source_classes"] = None if src_ds is None else src_ds.classes
         return backbone, tgt_ds, shape, data
+
+    def _decode_cache(self, train) -> DecodeCache:
+        """The decode cache ``train`` names (one object per folder, so digests are checked once)."""
+        key = (train.decode_cache_dir, train.decode_cache_max_gb, train.loader_workers)
+        if key not in self._decode_caches:
+            self._decode_caches[key] = DecodeCache(train.decode_cache_dir or None, train.decode_cache_max_gb * 1e9,
+                                                   train.loader_workers, self.log)
+        return self._decode_caches[key]
 
     # -- source model -------------------------------------------------------------------------
     def source_state(self, spec: RunSpec, backbone, shape, num_classes, source_train, speed=None) -> tuple[dict, dict]:

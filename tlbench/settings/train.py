@@ -76,6 +76,11 @@ class TrainSettings(Validated):
                                         changes_results=False, in_v1_ids=True)
     loader_workers: int = setting(2, "DataLoader worker processes for host-resident data.", low=0, high=64,
                                   changes_results=False, in_v1_ids=True)
+    decode_cache_dir: str = setting("", "Where lazy image datasets are decoded once, as uint8 arrays shared by every cell and "
+                                    "later runs (empty: $TLBENCH_CACHE_DIR/decoded or ~/.cache/tlbench/decoded).",
+                                    changes_results=False)
+    decode_cache_max_gb: float = setting(100.0, "Size limit of the decode cache; least recently used entries are removed "
+                                         "to stay under it (0: no limit).", low=0.0, high=1e6, changes_results=False)
     pin_memory: bool = setting(True, "Pinned host memory for host-resident data on CUDA.", changes_results=False,
                                in_v1_ids=True)
 

@@ -14,7 +14,6 @@ import time
 
 import torch
 
-from tlbench.training.speed import HostTensor
 from tlbench.settings.train import LAST_STEP
 
 SOURCE_VAL_FRACTION = 0.1
@@ -33,7 +32,7 @@ def holdout(split, generator: torch.Generator, fraction: float = SOURCE_VAL_FRAC
 
     def take(index):
         x = split.x
-        rows = x.subset(index) if isinstance(x, HostTensor) else x[index.to(x.device)]
+        rows = x.subset(index) if hasattr(x, "subset") else x[index.to(x.device)]  # host or streamed: stays so
         return type(split)(rows, split.y[index.to(split.y.device)])
 
     return take(train_idx), take(val_idx)

@@ -1,0 +1,99 @@
+"""Lazy split inputs: what a dataset plugin may put in ``Split.x`` instead of a float tensor.
+
+A benchmark domain of thousands of 224-pixel images does not fit in memory as float32 (0.6 MB an
+image at 224 px). A plugin then describes its inputs and the core reads them batch by batch:
+
+- :class:`ImageFiles`: image files, one per example. The core decodes each once into the decode
+  cache (a uint8 array on disk, shared by every cell and later runs; ``train.decode_cache_dir``)
+  at the dataset's ``Preprocessing.input_shape``.
+- :class:`PixelArray`: raw pixels the plugin already holds, typically a ``numpy.memmap`` of uint8
+  ``(n, channels, height, width)`` at the dataset's input shape.
+
+Either way each batch is normalised with the dataset's ``Preprocessing`` (``scale``, ``mean``,
+``std``) when it is read, exactly as an in-memory plugin would have normalised it. Plain tensors
+remain the contract for small data and keep today's behaviour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tlbench.plugin.errors import UserError
+
+
+@dataclass(frozen=True)
+class ImageFiles:
+    """The inputs of a split as image files (any format Pillow reads), in the order of the
+    split's labels."""
+
+    paths: tuple[str, ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "paths", tuple(str(Path(p)) for p in self.paths))
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+@dataclass(frozen=True, eq=False)
+class PixelArray:
+    """The inputs of a split as raw pixels: ``array`` is uint8 ``(n, channels, height, width)``
+    (a ``numpy.memmap`` stays on disk; rows are read when a batch needs them)."""
+
+    array: Any
+
+    def __post_init__(self):
+        shape = getattr(self.array, "shape", None)
+        dtype = getattr(self.array, "dtype", None)
+        if shape is None or len(shape) != 4 or dtype is None or np.dtype(dtype) != np.uint8:
+            raise ValueError(f"PixelArray needs a uint8 (n, channels, height, width) array, got "
+                             f"{dtype if dtype is not None else type(self.array).__name__} of shape {shape}")
+
+    def __len__(self) -> int:
+        return int(self.array.shape[0])
+
+
+LAZY_INPUTS = (ImageFiles, PixelArray)
+
+
+def is_lazy(x) -> bool:
+    """Whether ``x`` is a lazy input declaration rather than a tensor."""
+    return isinstance(x, LAZY_INPUTS)
+
+
+def normalise_pixels(pixels, preprocessing):
+    """uint8 image rows ``(n, channels, height, width)`` (a tensor) as model inputs: scaled by
+    ``preprocessing.scale``, then ``(x - mean) / std`` per channel. The one formula both the
+    streaming path and an in-memory plugin use, so the two give identical batches."""
+    import torch
+
+    x = pixels.to(torch.float32) * preprocessing.scale
+    channels = x.shape[1]
+    mean = torch.tensor(preprocessing.mean, dtype=torch.float32, device=x.device)
+    std = torch.tensor(preprocessing.std, dtype=torch.float32, device=x.device)
+    if len(mean) == 1 and channels != 1:
+        mean, std = mean.expand(channels), std.expand(channels)
+    return (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+
+
+def decode_image(path: str, height: int, width: int, channels: int = 3) -> np.ndarray:
+    """The one decoder of the data path (JPEGs first shrunk by DCT scaling with ``Image.draft``):
+    ``path`` decoded to uint8 ``(channels, height, width)`` (RGB for 3 channels, luminance for 1);
+    an unreadable file is a one-line UserError naming it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            if image.format == "JPEG":
+                image.draft("RGB" if channels == 3 else "L", (width, height))  # DCT scaling: stays >= the size
+            image = image.convert("RGB" if channels == 3 else "L")
+            if image.size != (width, height):
+                image = image.resize((width, height), Image.BILINEAR)
+            pixels = np.asarray(image, dtype=np.uint8)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read image {str(path)!r} ({type(exc).__name__}: {exc})") from None
+    return pixels[None] if pixels.ndim == 2 else np.ascontiguousarray(pixels.transpose(2, 0, 1))

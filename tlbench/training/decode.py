@@ -1,0 +1,29 @@
+"""Image files as a torch Dataset of uint8 pixels, decoded by the data path's one decoder
+(:func:`tlbench.plugin.sources.decode_image`).
+
+Pillow with JPEG DCT scaling (``Image.draft``): a JPEG much larger than the wanted size is
+decoded at 1/2, 1/4 or 1/8 scale first, then resized with Pillow's antialiased bilinear filter.
+Measured on this project's 2-core machine (ENVIRONMENT.md, 300x300 JPEGs to 224 px, one core):
+Pillow ~770 img/s, Pillow + draft ~940, torchvision.io.decode_jpeg + antialiased interpolate ~760.
+``benchmarks/data_pipeline.py`` re-measures them on the files it writes.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tlbench.plugin.sources import decode_image
+
+
+class DecodedFiles(torch.utils.data.Dataset):
+    """Image files as a torch Dataset of uint8 ``(channels, height, width)`` tensors, for a
+    DataLoader's worker processes (the decode cache is built through one)."""
+
+    def __init__(self, paths, height: int, width: int, channels: int = 3):
+        self.paths, self.size, self.channels = tuple(paths), (int(height), int(width)), int(channels)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return torch.from_numpy(decode_image(self.paths[index], *self.size, self.channels))
