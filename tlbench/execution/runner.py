@@ -14,6 +14,7 @@ from tlbench.plugin.contracts import TransferContext
 from tlbench.execution.cell_data import DomainCache, empty_like, source_is_data
 from tlbench.grid.domains import dataset_name
 from tlbench.training.decode_cache import DecodeCache
+from tlbench.training.presets import training_view
 from tlbench.training.streaming import LazyRows, stream
 from tlbench.training.data import adapt_inputs, adapted_preprocessing, backbone_input_shape, few_shot
 from tlbench.utils.environment import device_name, versions
@@ -98,6 +99,7 @@ class Runner:
             data["source_train"] = fit(src.train, src_ds.preprocessing, f"{spec.source} train")
             data["source_test"] = fit(src.test, src_ds.preprocessing, f"{spec.source} test")
         data["source_classes"] = None if src_ds is None else src_ds.classes
+        data["source_preprocessing"] = None if src_ds is None else src_ds.preprocessing
         return backbone, tgt_ds, shape, data
 
     def _decode_cache(self, train) -> DecodeCache:
@@ -109,7 +111,8 @@ class Runner:
         return self._decode_caches[key]
 
     # -- source model -------------------------------------------------------------------------
-    def source_state(self, spec: RunSpec, backbone, shape, num_classes, source_train, speed=None) -> tuple[dict, dict]:
+    def source_state(self, spec: RunSpec, backbone, shape, num_classes, source_train, speed=None,
+                     preprocessing=None) -> tuple[dict, dict]:
         """The trained source model's state dict, from the cache or trained now (and cached); for
         a pretrained source, the backbone's own weights (nothing trained, nothing cached)."""
         if not source_is_data(spec):
@@ -122,11 +125,11 @@ class Runner:
         lock = claims.wait_claim(cache.lock_path(path))  # one process trains it; the others wait, then load it
         remove_stale_temps(path.parent, path.name)
         try:
-            return self._source_state_at(path, spec, backbone, shape, num_classes, source_train, speed)
+            return self._source_state_at(path, spec, backbone, shape, num_classes, source_train, speed, preprocessing)
         finally:
             lock.release(remove=False)
 
-    def _source_state_at(self, path, spec, backbone, shape, num_classes, source_train, speed) -> tuple[dict, dict]:
+    def _source_state_at(self, path, spec, backbone, shape, num_classes, source_train, speed, preprocessing) -> tuple[dict, dict]:
         state = cache.load_state(path)
         if state is not None:
             return state, {"source_cached": True, "source_train_seconds": 0.0}
@@ -138,6 +141,7 @@ class Runner:
         stats = pretrain_source(
             model, source_train, train.source_epochs, train.batch_size, train.lr, seeded_generator(spec.seed, Salt.SOURCE_TRAINING),
             speed=speed, recipe=recipe_of(train), bn_batches=train.bn_recalibration_batches,
+            train_view=training_view(train.augment, preprocessing, seeded_generator(spec.seed, Salt.TRAIN_VIEW)),
         )
         state = model.state_dict()
         cache.save_state(path, state)
@@ -169,7 +173,8 @@ class Runner:
         speed, backbone, tgt_ds, shape, data, _ = self._prepared(spec)
         if not source_is_data(spec):
             return {"source_cached": False, "source_train_seconds": 0.0}
-        _, info = self.source_state(spec, backbone, shape, len(data["source_classes"]), data["source_train"], speed)
+        _, info = self.source_state(spec, backbone, shape, len(data["source_classes"]), data["source_train"], speed,
+                                    data["source_preprocessing"])
         return info
 
     # -- one cell -----------------------------------------------------------------------------
@@ -227,7 +232,8 @@ class Runner:
         source_classes = data["source_classes"]
         differ = source_classes is None or tuple(source_classes) != tuple(tgt_ds.classes)
         source_state, source_info = self.source_state(
-            spec, backbone, shape, len(source_classes or tgt_ds.classes), data["source_train"], speed)
+            spec, backbone, shape, len(source_classes or tgt_ds.classes), data["source_train"], speed,
+            data["source_preprocessing"])
         strategy = self.registry.get("strategies", spec.strategy).obj(**spec.strategy_options)
         loss = self.registry.get("adaptation_losses", spec.loss).obj(**spec.loss_options)
 
@@ -257,6 +263,7 @@ class Runner:
             device=torch.device(self.device),
             generator=generator,
             augment=lambda x: tgt_ds.augment(x, augment_gen),
+            train_view=training_view(train.augment, tgt_ds.preprocessing, seeded_generator(spec.seed, Salt.TRAIN_VIEW)),
             log=self.log,
             extra={"speed": speed},
             recipe=recipe,

@@ -134,6 +134,9 @@ class TransferContext:
     # ``source_num_classes`` is the size of the source model's head in ``source_state``.
     label_spaces_differ: bool = False
     source_num_classes: int | None = None
+    # ``train.augment``'s preset (tlbench.training.presets): applied by the core to every training
+    # batch it draws; None when there is none. Evaluation never sees it.
+    train_view: Callable[[Tensor], Tensor] | None = None
 
 
 def _merge_hparams(cls, given: dict) -> dict:

@@ -15,6 +15,7 @@ from tlbench.settings.fields import Validated, build, field_specs, setting
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step", "inverse")
+AUGMENT_PRESETS = ("none", "tllib", "domainbed")  # tlbench/training/presets.py
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,10 @@ class TrainSettings(Validated):
     steps: int = setting(150, "Optimizer steps of every transfer.", low=0, high=10_000_000, in_v1_ids=True)
     batch_size: int = setting(64, "Examples per training batch (source and target alike).", low=1, high=65_536,
                               in_v1_ids=True, source_model=True)
+    augment: str = setting("none", "Training-time augmentation preset (image data): none; tllib (random-resized-crop "
+                           "scale 0.08-1, flip); domainbed (random-resized-crop scale 0.7-1, flip, colour jitter 0.3, "
+                           "grayscale p 0.1). Training batches only; evaluation sees the plain resized image.",
+                           choices=AUGMENT_PRESETS, source_model=True)
     # -- optimizer recipe (tlbench/training/optim.py); an adaptation loss may override these in its options
     optimizer: str = setting("adam", "Optimizer of source training and transfer.", choices=OPTIMIZERS, source_model=True, group="recipe")
     lr: float = setting(0.001, "Base learning rate; every parameter group scales it by its declared factor.",

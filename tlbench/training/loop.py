@@ -195,10 +195,11 @@ def fit(model: nn.Module, phases: list[Phase], objective: Objective, extra_param
 
 
 def pretrain_source(model: TransferModel, train: Split, epochs: float, batch_size: int, lr: float, generator, speed=None,
-                    recipe: dict | None = None, bn_batches: int = 0) -> TrainStats:
+                    recipe: dict | None = None, bn_batches: int = 0, train_view=None) -> TrainStats:
     """Supervised training of backbone + head on the labeled source domain with ``recipe``
     (its ``lr`` replaced by ``lr``); a host-resident (large) dataset is streamed through a
-    DataLoader (see tlbench.training.speed). ``bn_batches`` source batches recalibrate BatchNorm."""
+    DataLoader (see tlbench.training.speed). ``bn_batches`` source batches recalibrate BatchNorm.
+    ``train_view`` (tlbench.training.presets) augments each training batch, not the recalibration ones."""
     steps = math.ceil(epochs * len(train) / batch_size)
     if speed is not None and isinstance(train.x, HostTensor):
         batches = loader_batches(train.x, train.y, batch_size, generator, speed)
@@ -214,6 +215,8 @@ def pretrain_source(model: TransferModel, train: Split, epochs: float, batch_siz
 
     def objective(progress):
         xb, yb = next_batch()
+        if train_view is not None:
+            xb = train_view(xb)
         return {"source_ce": F.cross_entropy(model(xb), yb)}, len(yb)
 
     phase = Phase("source", [{"params": list(model.parameters()), "lr": lr}], steps)
@@ -250,8 +253,9 @@ def transfer(model: TransferModel, strategy: Strategy, loss: AdaptationLoss, ctx
         "unlabeled": Sampler(len(ctx.target_unlabeled), ctx.batch_size, gen) if adapt else None,
     }
 
-    def draw_mix():
-        """One step's inputs: (parts, sizes, indices) of target shots, source and unlabeled target."""
+    def draw_mix(augmented: bool = True):
+        """One step's inputs: (parts, sizes, indices) of target shots, source and unlabeled target
+        (each part through ``ctx.train_view`` when there is one and ``augmented``)."""
         parts, sizes, index = [], [], {}
         if samplers["target"] is not None:
             index["target"] = samplers["target"].next_index().to(ctx.device)
@@ -262,6 +266,8 @@ def transfer(model: TransferModel, strategy: Strategy, loss: AdaptationLoss, ctx
         if samplers["unlabeled"] is not None:
             index["unlabeled"] = samplers["unlabeled"].next_index().to(ctx.device)
             parts.append(ctx.target_unlabeled[index["unlabeled"]])
+        if augmented and ctx.train_view is not None:
+            parts = [ctx.train_view(p) for p in parts]
         sizes = [len(p) for p in parts]
         return parts, sizes, index
 
@@ -307,7 +313,7 @@ def transfer(model: TransferModel, strategy: Strategy, loss: AdaptationLoss, ctx
             return [ctx.target_unlabeled[sampler.next_index().to(ctx.device)] for _ in range(ctx.bn_batches)]
         out = []
         for _ in range(ctx.bn_batches):
-            parts, _, _ = draw_mix()
+            parts, _, _ = draw_mix(augmented=False)
             if parts:
                 out.append(torch.cat(parts))
         return out

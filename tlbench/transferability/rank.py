@@ -94,7 +94,8 @@ def rank_candidates(runner, pairs, estimators: dict, by: str, status=lambda fini
         speed, backbone, target, shape, data, _ = runner.cell_inputs(spec)
         num_source = len(data["source_classes"] or target.classes)
         start = time.perf_counter()
-        state, info = runner.source_state(spec, backbone, shape, num_source, data["source_train"], speed)
+        state, info = runner.source_state(spec, backbone, shape, num_source, data["source_train"], speed,
+                                           data["source_preprocessing"])
         source_seconds = time.perf_counter() - start
         status(finished, f"{candidate.label}: features and scores")
         labeled = labeled_examples(data["target_train"], spec.shots, spec.seed)

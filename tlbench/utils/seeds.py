@@ -24,6 +24,7 @@ class Salt(IntEnum):
     SOURCE_HOLDOUT = 4  # the held-out source validation slice
     VALIDATORS = 5  # the generator each validator is handed
     BATCH_STATS = 6  # the test subset of the batch-statistics diagnostic
+    TRAIN_VIEW = 7  # the train.augment preset's random crops, flips and colours (source training and transfer)
 
 
 def seeded_generator(seed: int, salt: Salt) -> torch.Generator:

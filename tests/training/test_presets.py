@@ -1,0 +1,94 @@
+"""train.augment presets: documented shapes, a view per image, repeatable from the seed, applied
+to training batches only (never evaluation, validators or export)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import FAST_TRAIN, TOY_PLUGINS, read_results, run_cli
+from tlbench.grid.spec import RunSpec
+from tlbench.plugin.contracts import IMAGE, Preprocessing
+from tlbench.plugin.errors import UserError
+from tlbench.settings import TrainSettings
+from tlbench.training import presets
+from tlbench.training.presets import TrainingView, training_view
+
+RGB = Preprocessing(IMAGE, (3, 32, 32), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def batch(n=6, channels=3, side=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    one = torch.randn(1, channels, side, side, generator=g)
+    return one.repeat(n, 1, 1, 1)  # identical images: any difference comes from the view
+
+
+@pytest.mark.parametrize("preset", ["tllib", "domainbed"])
+def test_each_preset_keeps_the_shape_and_draws_a_view_per_image(preset):
+    x = batch()
+    out = training_view(preset, RGB, torch.Generator().manual_seed(1))(x)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert len({tuple(img.flatten()[:50].tolist()) for img in out}) == len(x)  # every image its own crop
+    again = training_view(preset, RGB, torch.Generator().manual_seed(1))(x)
+    assert torch.equal(out, again)  # the same seed gives the same views
+    other = training_view(preset, RGB, torch.Generator().manual_seed(2))(x)
+    assert not torch.equal(out, other)
+
+
+def test_domainbed_colour_steps_work_on_grey_images_and_keep_the_normalisation():
+    grey = Preprocessing(IMAGE, (1, 28, 28), (0.5,), (0.25,))
+    x = (torch.rand(4, 1, 28, 28) - 0.5) / 0.25
+    out = training_view("domainbed", grey, torch.Generator().manual_seed(0))(x)
+    assert out.shape == (4, 1, 28, 28)
+    pixels = out * 0.25 + 0.5
+    assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5  # back in the normalised range of [0, 1] pixels
+
+
+def test_none_and_sequences_get_no_view():
+    assert training_view("none", RGB, torch.Generator()) is None
+    seq = Preprocessing("sequence", (20, 6), (0.0,) * 6, (1.0,) * 6)
+    assert training_view("tllib", seq, torch.Generator()) is None
+
+
+def test_the_preset_is_a_checked_setting_that_changes_the_run_id_and_source_model():
+    with pytest.raises(UserError, match="`augment` = 'flip' is not one of none, tllib, domainbed"):
+        TrainSettings(augment="flip")
+    cell = ("smallcnn", "digits:mnist", "digits:uci", "finetune", "none", 10, 0)
+    plain, tllib = RunSpec(*cell), RunSpec(*cell, train=TrainSettings(augment="tllib"))
+    assert plain.run_id != tllib.run_id and plain.source_key() != tllib.source_key()
+    assert "augment" not in plain.source_key()["train"]  # the default leaves earlier ids and caches alone
+
+
+def test_a_cell_augments_training_batches_only(tmp_path, monkeypatch):
+    """The view raises if it is ever asked for while the cell evaluates, validates or exports."""
+    from tlbench.execution import runner as runner_module
+
+    calls, evaluating = [], []
+    real_call = TrainingView.__call__
+
+    def guarded(self, x):
+        if evaluating:
+            raise AssertionError("augmentation applied outside training")
+        calls.append(len(x))
+        return real_call(self, x)
+
+    def outside_training(fn):
+        def wrapped(*args, **kwargs):
+            evaluating.append(True)
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                evaluating.pop()
+        return wrapped
+
+    monkeypatch.setattr(TrainingView, "__call__", guarded)
+    for name in ("evaluate_cell", "deploy_cell", "score_validators", "cell_transferability"):
+        monkeypatch.setattr(runner_module, name, outside_training(getattr(runner_module, name)))
+    out = tmp_path / "runs"
+    proc = run_cli("--plugins-dir", TOY_PLUGINS, "run", "--backbone", "smallcnn", "--source", "toy:a", "--target", "toy:b",
+                   "--loss", "dann", "--shots", "5", "--set", "train.augment=domainbed", "--results-dir", out, *FAST_TRAIN)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (result,) = read_results(out)
+    assert result["status"] == "ok", result.get("error")
+    # source training (1 epoch of toy:a) plus 4 transfer steps of 3 parts (shots, source, unlabeled)
+    assert len(calls) > 12 and result["train"]["augment"] == "domainbed"

@@ -1,0 +1,81 @@
+"""Training-time augmentation presets (``train.augment``), named after the recipe they follow.
+
+Each preset is a per-image ``torchvision.transforms.v2`` pipeline applied to training batches
+only (source training and transfer: labeled source, labeled target shots and unlabeled target);
+evaluation, validators, estimators and ONNX export see the plain resized image. Every image of
+a batch gets its own random parameters, drawn from a generator of the cell's seed, so a run is
+repeatable. Geometric steps act on the normalised batch (they commute with the per-channel
+normalisation); colour steps undo it first, work on [0, 1] pixels, and normalise again.
+
+- ``none``: no augmentation (the default; earlier results).
+- ``tllib``: random-resized-crop to the input size (scale 0.08-1, ratio 3/4-4/3) and horizontal
+  flip: the training transform of TLlib's image classification recipes (Jiang et al., 2022).
+  TLlib evaluates a 224 centre crop of a 256 resize; tlbench evaluates the whole image resized
+  to the input size (as DomainBed does), so that crop is not reproduced.
+- ``domainbed``: random-resized-crop (scale 0.7-1), horizontal flip, colour jitter 0.3
+  (brightness, contrast, saturation, hue), random grayscale p 0.1: DomainBed's training
+  transform (Gulrajani & Lopez-Paz, 2021); its test transform is the plain resize, as here.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchvision.transforms import v2
+
+from tlbench.settings.train import AUGMENT_PRESETS as PRESETS
+
+
+def _pipeline(preset: str, height: int, width: int) -> tuple[v2.Transform, v2.Transform | None]:
+    """(geometric steps on normalised images, colour steps on [0, 1] images or None)."""
+    if preset == "tllib":
+        return v2.Compose([v2.RandomResizedCrop((height, width), scale=(0.08, 1.0), antialias=True),
+                           v2.RandomHorizontalFlip()]), None
+    if preset == "domainbed":
+        return (v2.Compose([v2.RandomResizedCrop((height, width), scale=(0.7, 1.0), antialias=True),
+                            v2.RandomHorizontalFlip()]),
+                v2.Compose([v2.ColorJitter(0.3, 0.3, 0.3, 0.3), v2.RandomGrayscale(0.1)]))
+    raise ValueError(f"unknown augmentation preset {preset!r}; use one of {', '.join(PRESETS)}")
+
+
+class TrainingView:
+    """``view(batch)``: a random augmented view of a normalised image batch, per image."""
+
+    def __init__(self, preset: str, preprocessing, generator: torch.Generator):
+        self.preset, self.generator = preset, generator
+        self.mean = torch.tensor(preprocessing.mean, dtype=torch.float32).view(-1, 1, 1)
+        self.std = torch.tensor(preprocessing.std, dtype=torch.float32).view(-1, 1, 1)
+        self._pipelines: dict[tuple, tuple] = {}
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        if batch.dim() != 4 or len(batch) == 0:
+            return batch
+        key = tuple(batch.shape[1:])
+        if key not in self._pipelines:
+            self._pipelines[key] = _pipeline(self.preset, key[1], key[2])
+        geometric, colour = self._pipelines[key]
+        seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
+        device = batch.device
+        images = batch.detach().float().cpu()
+        mean, std = self.mean.expand(key[0], 1, 1), self.std.expand(key[0], 1, 1)
+        out = []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for image in images:
+                image = geometric(image)
+                if colour is not None:
+                    pixels = (image * std + mean).clamp(0.0, 1.0)
+                    if key[0] == 1:  # grey data: colour jitter on a 3-channel copy, back to one channel
+                        pixels = colour(pixels.expand(3, -1, -1)).mean(dim=0, keepdim=True)
+                    else:
+                        pixels = colour(pixels)
+                    image = (pixels - mean) / std
+                out.append(image)
+        return torch.stack(out).to(device=device, dtype=batch.dtype)
+
+
+def training_view(preset: str, preprocessing, generator: torch.Generator):
+    """The per-batch augmentation of ``preset`` (None for ``none`` and for non-image data)."""
+    if preset == "none" or getattr(preprocessing, "modality", "image") != "image":
+        return None
+    _pipeline(preset, 8, 8)  # an unknown name fails here
+    return TrainingView(preset, preprocessing, generator)
