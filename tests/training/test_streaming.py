@@ -193,3 +193,26 @@ def test_a_lazy_imagefolder_cell_trains_exactly_like_the_in_memory_one(tmp_path)
     assert accs[0] == accs[1]
     assert states[0].keys() == states[1].keys() and all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     assert len(list((tmp_path / "cache").glob("*.u8"))) == 4  # two domains x train/test, decoded once each
+
+
+def test_a_streamed_cell_never_reads_a_split_whole(tmp_path, monkeypatch):
+    """Evaluation, validators, ONNX parity, input statistics and INT8 calibration all slice the
+    streamed split: reading one whole would make memory grow with the dataset."""
+    from tlbench.training.streaming import StreamedInputs
+
+    def refuse(self):
+        raise AssertionError(f"a streamed split of {len(self)} rows was read whole")
+
+    monkeypatch.setattr(StreamedInputs, "materialise", refuse)
+    for d, domain in enumerate(("amazon", "webcam")):
+        for c, name in enumerate(("bike", "mug")):
+            write_images(tmp_path / "office" / domain / name, n=6, seed=10 * d + c, size=(30, 26))
+    out = tmp_path / "runs"
+    proc = run_cli("run", "--backbone", "smallcnn", "--source", "imagefolder:amazon", "--target", "imagefolder:webcam",
+                   "--data-root", tmp_path / "office", "--set", "imagefolder.size=16", "--loss", "dann",
+                   "--set", "train.model_selection=snd", "--shots", "2", "--results-dir", out, *FAST_TRAIN,
+                   "--set", "train.int8=true")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (result,) = read_results(out)
+    assert result["status"] == "ok", result.get("error")
+    assert result["int8_target_acc"] is not None and result["onnx_top1_agreement"] == 1.0

@@ -15,6 +15,7 @@ import numpy as np
 
 STATS_KEY = "tlbench.input_stats"
 MAX_EXAMPLES = 2048
+CHUNK = 256  # rows read at a time
 QUANTILE, MARGIN, MIN_THRESHOLD = 0.999, 1.5, 4.0
 
 
@@ -36,10 +37,12 @@ def _distances(features: np.ndarray, center: np.ndarray, scale: np.ndarray) -> n
 
 def input_statistics(x: np.ndarray, sequence: bool, seed: int = 0) -> dict:
     """The statistics of training inputs ``x`` (model-ready: preprocessed and normalised)."""
-    x = np.asarray(x)
+    rows = np.arange(len(x))
     if len(x) > MAX_EXAMPLES:
-        x = x[np.sort(np.random.default_rng(seed).permutation(len(x))[:MAX_EXAMPLES])]
-    features = summary_features(x, sequence)
+        rows = np.sort(np.random.default_rng(seed).permutation(len(x))[:MAX_EXAMPLES])
+    # read in chunks: a streamed split (tlbench.training.streaming) never comes into memory whole
+    features = np.concatenate([summary_features(np.asarray(x[rows[i:i + CHUNK]]), sequence)
+                               for i in range(0, len(rows), CHUNK)])
     center = np.median(features, axis=0)
     mad = np.median(np.abs(features - center), axis=0) * 1.4826  # a standard deviation, robust to outliers
     scale = np.maximum(mad, 1e-3 * np.maximum(1.0, np.abs(center)))
@@ -51,7 +54,7 @@ def input_statistics(x: np.ndarray, sequence: bool, seed: int = 0) -> dict:
         "center": [round(float(v), 6) for v in center],
         "scale": [round(float(v), 6) for v in scale],
         "threshold": round(threshold, 4),
-        "examples": int(len(x)),
+        "examples": int(len(rows)),
     }
 
 

@@ -92,18 +92,54 @@ class StreamedInputs:
         return StreamedInputs(self.reader, _select(self.rows, index).reshape(-1), self.preprocessing,
                               self.input_shape, self.target)
 
-    def materialise(self, batch_size: int = 256) -> torch.Tensor:
-        """Every row as one float tensor on the CPU (for callers that need an array)."""
-        parts = [self.subset(torch.arange(i, min(i + batch_size, len(self)))) for i in range(0, len(self), batch_size)]
-        if not parts:
-            return torch.empty((0, *self.input_shape))
-        return torch.cat([StreamedInputs(p.reader, p.rows, p.preprocessing, p.input_shape, "cpu")[:] for p in parts])
+    def materialise(self) -> torch.Tensor:
+        """Every row as one float tensor on the CPU: memory grows with the split; the core
+        itself never calls it (it slices, or uses :meth:`numpy`)."""
+        return StreamedInputs(self.reader, self.rows, self.preprocessing, self.input_shape, "cpu")[:]
 
-    def cpu(self) -> torch.Tensor:
-        return self.materialise()
+    def cpu(self) -> "StreamedInputs":
+        """The same rows, read onto the CPU (still lazy)."""
+        return StreamedInputs(self.reader, self.rows, self.preprocessing, self.input_shape, "cpu")
 
-    def to(self, device, non_blocking: bool = False) -> torch.Tensor:
-        return self.materialise().to(device, non_blocking=non_blocking)
+    def numpy(self) -> "NumpyRows":
+        """A lazy numpy view: slices and row arrays come back as float32 ``np.ndarray``."""
+        return NumpyRows(self.cpu())
+
+    def to(self, device, non_blocking: bool = False) -> "StreamedInputs":
+        return StreamedInputs(self.reader, self.rows, self.preprocessing, self.input_shape, device)
+
+
+class NumpyRows:
+    """Streamed inputs as onnxruntime, the quantizer and the input statistics read them: an
+    indexable float32 array whose rows are read when sliced (``x[i:j]``, ``x[rows]``)."""
+
+    def __init__(self, inputs: StreamedInputs):
+        self.inputs = inputs
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.inputs.shape)
+
+    @property
+    def ndim(self) -> int:
+        return self.inputs.dim()
+
+    dtype = np.dtype(np.float32)
+
+    def astype(self, dtype, copy: bool = True) -> "NumpyRows":
+        if np.dtype(dtype) != np.float32:
+            raise TypeError(f"streamed inputs are float32, not {np.dtype(dtype)}")
+        return self
+
+    def __getitem__(self, index) -> np.ndarray:
+        return self.inputs[index].numpy()
+
+    def __array__(self, dtype=None, copy=None):
+        out = self.inputs.materialise().numpy()
+        return out if dtype is None else out.astype(dtype)
 
 
 def stream(lazy: LazyRows, preprocessing: Preprocessing, shape, device, cache, label: str) -> StreamedInputs:
