@@ -194,6 +194,16 @@ def fit(model: nn.Module, phases: list[Phase], objective: Objective, extra_param
     return stats
 
 
+def draw(x, index, view=None) -> torch.Tensor:
+    """Rows ``index`` of ``x``, through the training ``view`` when there is one: on uint8 pixels
+    for streamed data (before normalisation), on the normalised batch otherwise."""
+    if view is None:
+        return x[index]
+    if hasattr(x, "read_view"):
+        return x.read_view(index, view)
+    return view(x[index])
+
+
 def pretrain_source(model: TransferModel, train: Split, epochs: float, batch_size: int, lr: float, generator, speed=None,
                     recipe: dict | None = None, bn_batches: int = 0, train_view=None) -> TrainStats:
     """Supervised training of backbone + head on the labeled source domain with ``recipe``
@@ -204,19 +214,18 @@ def pretrain_source(model: TransferModel, train: Split, epochs: float, batch_siz
     if speed is not None and isinstance(train.x, HostTensor):
         batches = loader_batches(train.x, train.y, batch_size, generator, speed)
 
-        def next_batch():
-            return next(batches)
+        def next_batch(view=None):
+            xb, yb = next(batches)
+            return (xb if view is None else view(xb)), yb
     else:
         sampler = Sampler(len(train), batch_size, generator)
 
-        def next_batch():
+        def next_batch(view=None):
             index = sampler.next_index().to(train.x.device)
-            return train.x[index], train.y[index]
+            return draw(train.x, index, view), train.y[index]
 
     def objective(progress):
-        xb, yb = next_batch()
-        if train_view is not None:
-            xb = train_view(xb)
+        xb, yb = next_batch(train_view) if train_view is not None else next_batch()
         return {"source_ce": F.cross_entropy(model(xb), yb)}, len(yb)
 
     phase = Phase("source", [{"params": list(model.parameters()), "lr": lr}], steps)
@@ -257,17 +266,16 @@ def transfer(model: TransferModel, strategy: Strategy, loss: AdaptationLoss, ctx
         """One step's inputs: (parts, sizes, indices) of target shots, source and unlabeled target
         (each part through ``ctx.train_view`` when there is one and ``augmented``)."""
         parts, sizes, index = [], [], {}
+        view = ctx.train_view if augmented else None
         if samplers["target"] is not None:
             index["target"] = samplers["target"].next_index().to(ctx.device)
-            parts.append(labeled.x[index["target"]])
+            parts.append(draw(labeled.x, index["target"], view))
         if samplers["source"] is not None:
             index["source"] = samplers["source"].next_index().to(ctx.device)
-            parts.append(ctx.source_train.x[index["source"]])
+            parts.append(draw(ctx.source_train.x, index["source"], view))
         if samplers["unlabeled"] is not None:
             index["unlabeled"] = samplers["unlabeled"].next_index().to(ctx.device)
-            parts.append(ctx.target_unlabeled[index["unlabeled"]])
-        if augmented and ctx.train_view is not None:
-            parts = [ctx.train_view(p) for p in parts]
+            parts.append(draw(ctx.target_unlabeled, index["unlabeled"], view))
         sizes = [len(p) for p in parts]
         return parts, sizes, index
 

@@ -73,6 +73,27 @@ class TrainingView:
         return torch.stack(out).to(device=device, dtype=batch.dtype)
 
 
+    def on_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The same kind of view on uint8 ``(n, C, H, W)`` pixels, before normalisation (how
+        streamed data is augmented: uint8 crops and colour steps cost half the float ones)."""
+        if pixels.dim() != 4 or len(pixels) == 0:
+            return pixels
+        key = tuple(pixels.shape[1:])
+        if key not in self._pipelines:
+            self._pipelines[key] = _pipeline(self.preset, key[1], key[2])
+        geometric, colour = self._pipelines[key]
+        seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
+        out = []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for image in pixels:
+                image = geometric(image)
+                if colour is not None:
+                    image = colour(image.expand(3, -1, -1))[:1] if key[0] == 1 else colour(image)
+                out.append(image)
+        return torch.stack(out)
+
+
 def training_view(preset: str, preprocessing, generator: torch.Generator):
     """The per-batch augmentation of ``preset`` (None for ``none`` and for non-image data)."""
     if preset == "none" or getattr(preprocessing, "modality", "image") != "image":

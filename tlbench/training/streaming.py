@@ -87,6 +87,16 @@ class StreamedInputs:
         x = adapt_inputs(normalise_pixels(pixels, self.preprocessing), self.preprocessing, self.input_shape)
         return x.to(self.target)
 
+    def read_view(self, index, view) -> torch.Tensor:
+        """``self[index]`` through a training view applied to the uint8 pixels before they are
+        normalised (tlbench.training.presets.TrainingView.on_pixels)."""
+        from tlbench.training.data import adapt_inputs
+
+        rows = _select(self.rows, index).reshape(-1)
+        pixels = view.on_pixels(torch.from_numpy(self.reader(rows.numpy())))
+        x = adapt_inputs(normalise_pixels(pixels, self.preprocessing), self.preprocessing, self.input_shape)
+        return x.to(self.target)
+
     def subset(self, index) -> "StreamedInputs":
         """The rows ``index`` as another streamed input (nothing read)."""
         return StreamedInputs(self.reader, _select(self.rows, index).reshape(-1), self.preprocessing,
