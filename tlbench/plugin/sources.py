@@ -107,12 +107,17 @@ def decode_image(path: str, height: int, width: int, channels: int = 3) -> np.nd
 
 def _decode_jpeg(path: str, channels: int):
     """uint8 (C, H, W) from libjpeg-turbo, or None when torchvision refuses the file."""
-    from torchvision.io import ImageReadMode, decode_jpeg, read_file
+    import warnings
 
-    try:
-        return decode_jpeg(read_file(str(path)), mode=ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY).numpy()
-    except (RuntimeError, ValueError, OSError):
-        return None
+    with warnings.catch_warnings():  # torchvision 0.29 warns on every call that its image codecs
+        warnings.simplefilter("ignore", DeprecationWarning)  # move to torchcodec; the pinned one has them
+        from torchvision.io import ImageReadMode, decode_jpeg, read_file
+
+        try:
+            mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
+            return decode_jpeg(read_file(str(path)), mode=mode).numpy()
+        except (RuntimeError, ValueError, OSError):
+            return None
 
 
 def _resized(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
