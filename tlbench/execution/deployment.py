@@ -24,6 +24,7 @@ from tlbench.deploy.input_stats import STATS_KEY, input_statistics
 from tlbench.deploy.onnx_export import compare_logits, export_onnx, model_size_mb, verify
 from tlbench.deploy.ort import ort_latency_ms, session_settings
 from tlbench.deploy.quantize import int8_report
+from tlbench.execution.evaluation import eval_rows
 from tlbench.execution.results import INT8_FILE, ONNX_FILE
 from tlbench.plugin.errors import first_line
 from tlbench.training.loop import predict_logits, synchronize
@@ -128,6 +129,7 @@ def deploy_cell(spec, model, dataset, shape, test, run_dir: Path, device: str, m
     already computed on the CPU."""
     train = spec.train
     repeats = train.latency_repeats
+    rows = eval_rows(train.eval_batch_size, device)  # as evaluation: at most 128 rows a pass on a CPU
     clock = _Clock()
     one, many = test.x[:1], test.x[:LATENCY_BATCH]
     model.eval()
@@ -142,7 +144,7 @@ def deploy_cell(spec, model, dataset, shape, test, run_dir: Path, device: str, m
     _, check, int8 = export_and_check(
         cpu_model, test_x, test_y, onnx_path, run_dir / INT8_FILE if train.int8 else None, metadata,
         sequence=len(shape) == 2, calibration=calibration, seed=spec.seed, dynamo=train.export_dynamo,
-        batch_size=train.eval_batch_size, device=device, repeats=repeats, keep_logits=bool(verifier), clock=clock,
+        batch_size=rows, device=device, repeats=repeats, keep_logits=bool(verifier), clock=clock,
         reference=reference if torch.device(device).type == "cpu" else None)  # a GPU run's logits: computed again on the CPU
     session = check.pop("_session")
     ort_fp32 = check.pop("_logits", None)
@@ -156,7 +158,7 @@ def deploy_cell(spec, model, dataset, shape, test, run_dir: Path, device: str, m
     if verifier:
         with clock.step(verifier):
             second = second_runtime(verifier, onnx_path, run_dir / INT8_FILE, ort_fp32, int8_logits,
-                                    x_np, y_np, (x1, xn), repeats, train.eval_batch_size)
+                                    x_np, y_np, (x1, xn), repeats, rows)
     return {
         **check,
         **int8,

@@ -1,11 +1,7 @@
 """Image files as a torch Dataset of uint8 pixels, decoded by the data path's one decoder
 (:func:`tlbench.plugin.sources.decode_image`).
 
-Pillow with JPEG DCT scaling (``Image.draft``): a JPEG much larger than the wanted size is
-decoded at 1/2, 1/4 or 1/8 scale first, then resized with Pillow's antialiased bilinear filter.
-Measured on this project's 2-core machine (ENVIRONMENT.md, 300x300 JPEGs to 224 px, one core):
-Pillow ~770 img/s, Pillow + draft ~940, torchvision.io.decode_jpeg + antialiased interpolate ~760.
-``benchmarks/data_pipeline.py`` re-measures them on the files it writes.
+Measured by ``benchmarks/data_pipeline.py`` (results/benchmarks/data_pipeline.md).
 """
 
 from __future__ import annotations

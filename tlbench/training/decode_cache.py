@@ -145,7 +145,10 @@ class DecodeCache:
         tmp = data.with_name(f".{data.name}.{uuid.uuid4().hex[:8]}.tmp")
         loader = torch.utils.data.DataLoader(
             DecodedFiles(paths, shape[1], shape[2], shape[0]), batch_size=BUILD_BATCH, shuffle=False,
-            num_workers=self.workers, prefetch_factor=4 if self.workers else None)
+            num_workers=self.workers, prefetch_factor=4 if self.workers else None,
+            # workers start from a clean server process: a fork of a process whose runtimes
+            # (onnxruntime, OpenVINO, OpenMP) already run threads can crash in the child
+            multiprocessing_context="forkserver" if self.workers else None)
         digest, start = hashlib.sha256(), time.perf_counter()
         try:
             with open(tmp, "wb") as out, _progress(f"decoding {label}", len(paths), self.log) as advance:
