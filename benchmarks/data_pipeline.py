@@ -274,6 +274,8 @@ def main(argv=None) -> int:
             raise SystemExit(proc.stderr[-3000:])
         info["memory"][n] = json.loads(proc.stdout.strip().splitlines()[-1])
     if args.grid:
+        for n in sizes[:2]:
+            shutil.rmtree(args.root / f"runs{n}", ignore_errors=True)  # a finished grid would be skipped
         info["grid"] = {n: grid_run(folders[n], caches / f"grid{n}", args.root / f"runs{n}") for n in sizes[:2]}
     info["total_seconds"] = round(time.perf_counter() - start, 1)
     report(info)
@@ -305,9 +307,12 @@ def report(info: dict) -> None:
     for n, g in (info.get("grid") or {}).items():
         rows.append([f"grid (resnet18 224 px, none+dann, tllib), {n:,} images/domain",
                      f"{g['peak_rss_mb']:,.0f} MB peak RSS" if g["ok"] else "FAILED", f"{g['wall_s']:.0f} s wall"])
-    summary = (f"`python benchmarks/data_pipeline.py --grid` ({info['total_seconds']:.0f} s in all, {info['workers']} workers, "
+    summary = (f"`python benchmarks/data_pipeline.py{' --grid' if info.get('grid') else ''}` "
+               f"({info['total_seconds']:.0f} s in all, {info['workers']} workers, "
                f"batch {BATCH}, 224 px, tllib preset). Peak RSS of the data path at {sizes[-1]:,} images per domain is "
                f"{last_mem / first_mem:.2f}x that at {sizes[0]:,}. CPU flags: {', '.join(info['cpu_flags']) or 'none listed'}.")
+    if info.get("note"):
+        summary += " " + info["note"]
     write("data_pipeline", info, rows, ["measure", "value", "detail"], summary)
 
 

@@ -146,9 +146,7 @@ class DecodeCache:
         loader = torch.utils.data.DataLoader(
             DecodedFiles(paths, shape[1], shape[2], shape[0]), batch_size=BUILD_BATCH, shuffle=False,
             num_workers=self.workers, prefetch_factor=4 if self.workers else None,
-            # workers start from a clean server process: a fork of a process whose runtimes
-            # (onnxruntime, OpenVINO, OpenMP) already run threads can crash in the child
-            multiprocessing_context="forkserver" if self.workers else None)
+            multiprocessing_context=_worker_context() if self.workers else None)
         digest, start = hashlib.sha256(), time.perf_counter()
         try:
             with open(tmp, "wb") as out, _progress(f"decoding {label}", len(paths), self.log) as advance:
@@ -195,6 +193,21 @@ class DecodeCache:
             data.unlink(missing_ok=True)
             self.log(f"decode cache: removed {data.name} (least recently used) to stay under "
                      f"{self.max_bytes / 1e9:.1f} GB")
+
+
+def _worker_context():
+    """How the decode workers start. A plain fork (fast) unless onnxruntime or OpenVINO is loaded
+    in this process: their thread pools do not survive a fork (a forked child segfaulted in the
+    test suite), so the workers then come from a forkserver that has imported torch and the
+    decoder once (each worker forks from it in milliseconds)."""
+    import multiprocessing
+    import sys
+
+    if not any(name in sys.modules for name in ("onnxruntime", "openvino")):
+        return multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", "torchvision", "tlbench.training.decode"])
+    return context
 
 
 def _safe(label: str) -> str:
