@@ -10,7 +10,7 @@ from tlbench.utils.seeds import Salt, seeded_generator
 
 def test_salts_keep_the_values_results_were_produced_with():
     assert {s.name: int(s) for s in Salt} == {"SOURCE_TRAINING": 1, "TRANSFER": 2, "AUGMENT": 3, "SOURCE_HOLDOUT": 4,
-                                              "VALIDATORS": 5, "BATCH_STATS": 6}
+                                              "VALIDATORS": 5, "BATCH_STATS": 6, "TRAIN_VIEW": 7}
     legacy = torch.Generator()
     legacy.manual_seed(3 * 1_000_003 + 2)
     assert torch.equal(torch.rand(5, generator=seeded_generator(3, Salt.TRANSFER)), torch.rand(5, generator=legacy))

@@ -46,52 +46,52 @@ class TrainingView:
         self.std = torch.tensor(preprocessing.std, dtype=torch.float32).view(-1, 1, 1)
         self._pipelines: dict[tuple, tuple] = {}
 
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        if batch.dim() != 4 or len(batch) == 0:
-            return batch
-        key = tuple(batch.shape[1:])
+    def _each(self, images: torch.Tensor, augment_one) -> torch.Tensor:
+        """``augment_one(image, geometric, colour)`` on every image, under one seed drawn from
+        the view's generator (so a batch's views do not depend on anything else drawn)."""
+        key = tuple(images.shape[1:])
         if key not in self._pipelines:
             self._pipelines[key] = _pipeline(self.preset, key[1], key[2])
         geometric, colour = self._pipelines[key]
         seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
-        device = batch.device
-        images = batch.detach().float().cpu()
-        mean, std = self.mean.expand(key[0], 1, 1), self.std.expand(key[0], 1, 1)
-        out = []
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            for image in images:
-                image = geometric(image)
-                if colour is not None:
-                    pixels = (image * std + mean).clamp(0.0, 1.0)
-                    if key[0] == 1:  # grey data: colour jitter on a 3-channel copy, back to one channel
-                        pixels = colour(pixels.expand(3, -1, -1)).mean(dim=0, keepdim=True)
-                    else:
-                        pixels = colour(pixels)
-                    image = (pixels - mean) / std
-                out.append(image)
-        return torch.stack(out).to(device=device, dtype=batch.dtype)
+            return torch.stack([augment_one(image, geometric, colour) for image in images])
 
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        if batch.dim() != 4 or len(batch) == 0:
+            return batch
+        channels = batch.shape[1]
+        mean, std = self.mean.expand(channels, 1, 1), self.std.expand(channels, 1, 1)
+
+        def one(image, geometric, colour):
+            image = geometric(image)
+            if colour is None:
+                return image
+            pixels = (image * std + mean).clamp(0.0, 1.0)
+            if channels == 1:  # grey data: colour jitter on a 3-channel copy, back to one channel
+                pixels = colour(pixels.expand(3, -1, -1)).mean(dim=0, keepdim=True)
+            else:
+                pixels = colour(pixels)
+            return (pixels - mean) / std
+
+        out = self._each(batch.detach().float().cpu(), one)
+        return out.to(device=batch.device, dtype=batch.dtype)
 
     def on_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """The same kind of view on uint8 ``(n, C, H, W)`` pixels, before normalisation (how
         streamed data is augmented: uint8 crops and colour steps cost half the float ones)."""
         if pixels.dim() != 4 or len(pixels) == 0:
             return pixels
-        key = tuple(pixels.shape[1:])
-        if key not in self._pipelines:
-            self._pipelines[key] = _pipeline(self.preset, key[1], key[2])
-        geometric, colour = self._pipelines[key]
-        seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
-        out = []
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for image in pixels:
-                image = geometric(image)
-                if colour is not None:
-                    image = colour(image.expand(3, -1, -1))[:1] if key[0] == 1 else colour(image)
-                out.append(image)
-        return torch.stack(out)
+        grey = pixels.shape[1] == 1
+
+        def one(image, geometric, colour):
+            image = geometric(image)
+            if colour is None:
+                return image
+            return colour(image.expand(3, -1, -1))[:1] if grey else colour(image)
+
+        return self._each(pixels, one)
 
 
 def training_view(preset: str, preprocessing, generator: torch.Generator):
