@@ -44,3 +44,14 @@ def test_released_claim_can_be_taken_again_while_a_waiter_retries(tmp_path):
     assert claims.try_claim(path) is None
     second.release(remove=False)
     assert path.exists() and claims.holder(path) is None
+
+
+def test_the_executor_keys_are_the_executor_settings_fields():
+    """The grid accepts exactly the keys ExecutorSettings holds: one list, not three."""
+    import dataclasses
+
+    from tlbench.execution.contract import ExecutorSettings
+    from tlbench.grid.spec import EXECUTOR_KEYS, SCALAR_KEYS
+
+    assert tuple(f.name for f in dataclasses.fields(ExecutorSettings)) == EXECUTOR_KEYS
+    assert set(EXECUTOR_KEYS) <= set(SCALAR_KEYS)

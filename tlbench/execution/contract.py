@@ -15,8 +15,6 @@ from typing import Callable, Iterator
 
 from tlbench.plugin.errors import UserError
 from tlbench.grid import RunSpec
-
-SETTING_KEYS = ("executor", "workers", "devices", "ray_address", "threads")
 MAX_WORKERS = 1024
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda(:[0-9]+)?|mps)\Z")
 

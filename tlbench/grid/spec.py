@@ -10,7 +10,9 @@ from tlbench.grid.domains import DOMAIN_ADAPTATION, dataset_name, safe_name
 from tlbench.settings import TrainSettings, legacy_run_id_view, run_id_view, source_view
 
 LIST_KEYS = ("backbone", "source", "target", "strategy", "loss", "shots", "seeds")
-SCALAR_KEYS = ("results_dir", "device", "data_root", "download", "executor", "workers", "devices", "ray_address", "threads")
+# where grid tasks run: validated into tlbench.execution.contract.ExecutorSettings (its fields)
+EXECUTOR_KEYS = ("executor", "workers", "devices", "ray_address", "threads")
+SCALAR_KEYS = ("results_dir", "device", "data_root", "download") + EXECUTOR_KEYS
 TABLE_KEYS = ("train", "set", "search")  # [search]: tlbench.search.trials
 KNOWN_KEYS = LIST_KEYS + SCALAR_KEYS + TABLE_KEYS
 PLUGIN_KINDS = {"backbone": "backbones", "strategy": "strategies", "loss": "adaptation_losses", "dataset": "datasets"}
