@@ -4,8 +4,8 @@ Layout: ``DATA_ROOT/<domain>/<class>/<image>``. Domains are the sub-folders of `
 (found when the grid is validated), classes the sorted union of class folder names. Domains with
 the same class folders share one label space (domain adaptation); domains whose class folders
 differ are a task-transfer pair (each keeps its own classes; target labels needed). Each domain gets a fixed, seeded, per-class train/test split.
-Images are decoded with Pillow (tlbench's one decoder, ``decode_image``), converted to RGB, resized
-to ``size`` and normalised with the ImageNet mean/std (what pretrained backbones expect). By default
+Images are decoded by tlbench's one decoder (``decode_image``: libjpeg-turbo for JPEGs, Pillow for
+the rest), converted to RGB, resized to ``size`` and normalised with the ImageNet mean/std (what pretrained backbones expect). By default
 a split is lazy (``lazy = true``): the core decodes each image once into its decode cache and reads
 batches from there, so memory does not grow with the dataset; ``lazy = false`` decodes every image
 into memory when the domain loads (same pixels, same batches).

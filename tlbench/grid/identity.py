@@ -10,19 +10,15 @@ the grid's plan of source tasks and the transferability-score cache all key on t
 from __future__ import annotations
 
 from tlbench.grid.domains import DOMAIN_ADAPTATION
-from tlbench.plugin.validator import SOURCE
+from tlbench.grid.options import selection_reads_source
 from tlbench.training.selection import SOURCE_VAL_FRACTION, SOURCE_VAL_MAX
-from tlbench.settings.train import LAST_STEP
 
 
 def needs_source_holdout(spec, registry) -> bool:
     """Hold out a source validation slice for this cell? When the validator that picks its
     checkpoint reads source data, or when it is a search trial of a domain-adaptation pair (every
     validator scores each trial)."""
-    name = spec.train.model_selection
-    if name != LAST_STEP and SOURCE in getattr(registry.get("validators", name).obj, "needs", ()):
-        return True
-    return bool(spec.trial) and spec.kind == DOMAIN_ADAPTATION
+    return selection_reads_source(spec.train, registry) or (bool(spec.trial) and spec.kind == DOMAIN_ADAPTATION)
 
 
 def source_model_identity(spec, registry, shape=None) -> dict:

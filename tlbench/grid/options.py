@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from tlbench.plugin.errors import UserError, closest_first
 from tlbench.settings import FieldSpec, TrainSettings, check_value, field_specs
-from tlbench.settings.train import RECIPE_KEYS
-from tlbench.settings.train import LAST_STEP
+from tlbench.plugin.validator import SOURCE
+from tlbench.settings.train import LAST_STEP, RECIPE_KEYS
 
 _SETTABLE = (bool, int, float, str)
 
@@ -72,7 +72,7 @@ def selection_reads_source(train: TrainSettings, registry) -> bool:
     if name not in registry.entries.get("validators", {}):
         known = ", ".join([LAST_STEP, *closest_first(name, registry.names("validators"))])
         raise UserError(f"train option `model_selection` = {name!r} is not `last` or a validator; use one of {known}")
-    return "source" in getattr(registry.get("validators", name).obj, "needs", ())
+    return SOURCE in getattr(registry.get("validators", name).obj, "needs", ())
 
 
 def check_recipe(what: str, settings: dict) -> None:

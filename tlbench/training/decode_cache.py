@@ -125,12 +125,12 @@ class DecodeCache:
         if record.get("version") != VERSION or record.get("fingerprint") != key or tuple(record.get("shape", ())) != full:
             return "stale (its manifest describes other files)"
         try:
-            size = data.stat().st_size
+            stat = data.stat()
         except FileNotFoundError:
             return "missing its data file"
-        if size != expected or record.get("bytes") != expected:
-            return f"truncated ({size:,} of {expected:,} bytes)"
-        stamp = (str(data), data.stat().st_mtime_ns)
+        if stat.st_size != expected or record.get("bytes") != expected:
+            return f"truncated ({stat.st_size:,} of {expected:,} bytes)"
+        stamp = (str(data), stat.st_mtime_ns)
         if stamp not in self._verified:
             if _sha256(data) != record.get("sha256"):
                 return "corrupted (its content digest differs)"

@@ -225,7 +225,7 @@ def pretrain_source(model: TransferModel, train: Split, epochs: float, batch_siz
             return draw(train.x, index, view), train.y[index]
 
     def objective(progress):
-        xb, yb = next_batch(train_view) if train_view is not None else next_batch()
+        xb, yb = next_batch(train_view)
         return {"source_ce": F.cross_entropy(model(xb), yb)}, len(yb)
 
     phase = Phase("source", [{"params": list(model.parameters()), "lr": lr}], steps)

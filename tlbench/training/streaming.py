@@ -80,20 +80,21 @@ class StreamedInputs:
     def __getitem__(self, index) -> torch.Tensor:
         if isinstance(index, int):
             return self[index:index + 1][0] if index >= 0 else self[len(self) + index]
-        rows = _select(self.rows, index).reshape(-1)
-        pixels = torch.from_numpy(self.reader(rows.numpy()))
-        from tlbench.training.data import adapt_inputs
-
-        x = adapt_inputs(normalise_pixels(pixels, self.preprocessing), self.preprocessing, self.input_shape)
-        return x.to(self.target)
+        return self._read(index)
 
     def read_view(self, index, view) -> torch.Tensor:
         """``self[index]`` through a training view applied to the uint8 pixels before they are
         normalised (tlbench.training.presets.TrainingView.on_pixels)."""
+        return self._read(index, view)
+
+    def _read(self, index, view=None) -> torch.Tensor:
+        """Rows ``index``: uint8 from the reader, (the view,) normalised, fitted to the input shape, placed."""
         from tlbench.training.data import adapt_inputs
 
         rows = _select(self.rows, index).reshape(-1)
-        pixels = view.on_pixels(torch.from_numpy(self.reader(rows.numpy())))
+        pixels = torch.from_numpy(self.reader(rows.numpy()))
+        if view is not None:
+            pixels = view.on_pixels(pixels)
         x = adapt_inputs(normalise_pixels(pixels, self.preprocessing), self.preprocessing, self.input_shape)
         return x.to(self.target)
 
@@ -105,11 +106,11 @@ class StreamedInputs:
     def materialise(self) -> torch.Tensor:
         """Every row as one float tensor on the CPU: memory grows with the split; the core
         itself never calls it (it slices, or uses :meth:`numpy`)."""
-        return StreamedInputs(self.reader, self.rows, self.preprocessing, self.input_shape, "cpu")[:]
+        return self.cpu()[:]
 
     def cpu(self) -> "StreamedInputs":
         """The same rows, read onto the CPU (still lazy)."""
-        return StreamedInputs(self.reader, self.rows, self.preprocessing, self.input_shape, "cpu")
+        return self.to("cpu")
 
     def numpy(self) -> "NumpyRows":
         """A lazy numpy view: slices and row arrays come back as float32 ``np.ndarray``."""
