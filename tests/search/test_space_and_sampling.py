@@ -1,6 +1,8 @@
 """Search spaces are validated in one line; the same search seed samples the same trials; TPE
 replays recorded results to the same configurations."""
 
+import re
+
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -9,6 +11,7 @@ from tlbench.plugin.errors import UserError
 from tlbench.search.sampling import PENDING, sample_configs
 from tlbench.search.space import declared_space, parse_space
 from tlbench.search.trials import expand_search, search_settings
+from tlbench.settings import SearchSettings
 
 from conftest import TOY_PLUGINS, run_cli
 
@@ -56,15 +59,23 @@ def test_every_first_party_search_space_is_valid(registry):
 
 
 @pytest.mark.parametrize("search, message", [
-    ({"trials": 0}, "search `trials` must be a whole number in 1..10000"),
-    ({"trials": 2, "sampler": "grid"}, "sampler` = 'grid' is not one of random, tpe"),
-    ({"trials": 2, "sede": 1}, "unknown search setting 'sede'"),
-    ({"sampler": "tpe"}, "needs `trials`"),
+    ({"trials": 0}, "search option `trials` = 0 is out of range; use 1..10000"),
+    ({"trials": 2, "sampler": "grid"}, "search option `sampler` = 'grid' is not one of random, tpe"),
+    ({"trials": 2, "sede": 1}, "search has no option 'sede'; known: seed"),
+    ({"trials": 2, "defaults_first": "yes"}, "search option `defaults_first` must be true or false, got 'yes'"),
     ({"trials": 2, "objective": "accuracy"}, "unknown validator 'accuracy'"),
 ])
 def test_bad_search_tables_are_one_line_errors(registry, search, message):
-    with pytest.raises(UserError, match=message):
+    with pytest.raises(UserError, match=re.escape(message)):
         search_settings({"search": search}, registry)
+
+
+def test_search_settings_validate_on_construction_like_the_table():
+    with pytest.raises(UserError) as built:
+        SearchSettings(startup=0)
+    with pytest.raises(UserError) as read:
+        search_settings({"search": {"startup": 0}}, None)
+    assert str(built.value) == str(read.value) == "search option `startup` = 0 is out of range; use 1..10000"
 
 
 def test_same_seed_same_configurations_and_trial_zero_is_the_defaults(registry):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 
-from tlbench.settings import TrainSettings, field_specs
+from tlbench.settings import SearchSettings, TrainSettings, field_specs
 
 HEADER = """# Settings reference
 
-Generated from the settings metadata in `tlbench/settings/train.py` by
+Generated from the settings metadata in `tlbench/settings/` (`train.py`, `search.py`) by
 `python -m tlbench.grid.settings_doc > docs/settings.md`; do not edit by hand.
 
 ## `[train]`
@@ -35,15 +35,34 @@ def _identity(spec) -> str:
     return "yes" if spec.in_v1_ids else "if set"
 
 
-def render() -> str:
-    """The whole reference as Markdown."""
+SEARCH = """
+## `[search]`
+
+Set in a grid file's `[search]` table; `--search N` sets `trials`. Its `[search.space.NAME]`
+sub-tables replace a plugin's declared search space ([search.md](search.md)). A search's trials
+are ordinary grid cells: their run ids carry the sampler, the seed and the trial's sampled values.
+"""
+
+
+def _train_table() -> list[str]:
     rows = ["| setting | default | valid values | run id | source model | what it does |",
             "|---|---|---|---|---|---|"]
     for name, spec in field_specs(TrainSettings).items():
-        default = json.dumps(spec.default)
-        rows.append(f"| `{name}` | `{default}` | {spec.describe_valid()} | {_identity(spec)} | "
+        rows.append(f"| `{name}` | `{json.dumps(spec.default)}` | {spec.describe_valid()} | {_identity(spec)} | "
                     f"{'yes' if spec.source_model else ''} | {spec.doc} |")
-    return HEADER + "\n" + "\n".join(rows) + "\n"
+    return rows
+
+
+def _search_table() -> list[str]:
+    rows = ["| setting | default | valid values | what it does |", "|---|---|---|---|"]
+    for name, spec in field_specs(SearchSettings).items():
+        rows.append(f"| `{name}` | `{json.dumps(spec.default)}` | {spec.describe_valid()} | {spec.doc} |")
+    return rows
+
+
+def render() -> str:
+    """The whole reference as Markdown."""
+    return HEADER + "\n" + "\n".join(_train_table()) + "\n" + SEARCH + "\n" + "\n".join(_search_table()) + "\n"
 
 
 if __name__ == "__main__":

@@ -20,16 +20,17 @@ def run_search(config: dict, registry, specs, run: Callable, render=None, log=pr
     """Run the grid ``specs`` (expanded without the search) through ``run(specs, render) -> exit
     code``; with a ``[search]`` table, run its trials instead (see the module docstring).
     ``select``: the validator whose picks the leaderboard's main table shows."""
-    settings = search_settings(config, registry)
+    search = search_settings(config, registry)
     if select is not None:
-        if settings is None:
+        if search is None:
             raise UserError(f"--select {select} picks among search trials; add --search N (or a [search] table)")
         registry.get("validators", select)
         render = partial(render, select=select) if render is not None else None
-    if settings is None:
+    if search is None:
         return run(specs, render)
     trials = expand_search(config, registry, specs, log)
     expected = total_trials(config, registry, specs)
+    settings = search.settings
     log(f"search: {settings.trials} trials per group ({settings.sampler} sampler, seed {settings.seed}), "
         f"{expected} trial cells over {len(specs)} grid cells")
     failed = False

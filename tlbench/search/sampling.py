@@ -21,7 +21,8 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
-SAMPLERS = ("random", "tpe")
+from tlbench.settings.search import SAMPLERS
+
 PENDING = object()  # a trial whose runs have not all finished yet
 
 

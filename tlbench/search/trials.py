@@ -23,64 +23,37 @@ from pathlib import Path
 
 from tlbench.grid.options import entry_option_specs
 from tlbench.grid.spec import DEFAULT_RESULTS_DIR, RunSpec
-from tlbench.plugin.errors import UserError, closest_first, unknown
-from tlbench.search.sampling import PENDING, SAMPLERS, sample_configs
+from tlbench.plugin.errors import UserError, closest_first
+from tlbench.search.sampling import PENDING, sample_configs
 from tlbench.search.space import SEARCHABLE_TRAIN, declared_space, parse_space
-from tlbench.settings import TrainSettings, field_specs
-from tlbench.settings import check_value
+from tlbench.settings import SearchSettings, TrainSettings, check_value, field_specs
+from tlbench.settings.fields import build
 
-SEARCH_KEYS = ("trials", "sampler", "seed", "objective", "startup", "defaults_first", "space")
-MAX_TRIALS = 10_000
 ROLES = {"strategies": "strategy", "adaptation_losses": "loss"}
 
 
 @dataclass(frozen=True)
-class SearchSettings:
-    """A validated ``[search]`` table."""
+class Search:
+    """A validated ``[search]`` table: its typed settings and its ``[search.space.NAME]`` tables."""
 
-    trials: int
-    sampler: str = "random"
-    seed: int = 0
-    objective: str = "source-val"  # the validator TPE optimises (the random sampler ignores it)
-    startup: int = 4  # TPE: trials sampled at random before it models the results
-    defaults_first: bool = True  # trial 0 runs the plugins' defaults
+    settings: SearchSettings
     space: dict = dataclasses.field(default_factory=dict)
 
 
-def _whole(key: str, value, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise UserError(f"search `{key}` must be a whole number in {low}..{high}, got {value!r}")
-    return value
-
-
-def search_settings(config: dict, registry) -> SearchSettings | None:
+def search_settings(config: dict, registry) -> Search | None:
     """The grid's ``[search]`` table validated (None when there is none); bad values are one line."""
     table = config.get("search")
     if table is None:
         return None
     if not isinstance(table, dict):
         raise UserError("`search` must be a table: [search] trials = 8, sampler = \"random\", seed = 0")
-    bad = [k for k in table if k not in SEARCH_KEYS]
-    if bad:
-        raise unknown("search setting", bad[0], SEARCH_KEYS)
-    if "trials" not in table:
-        raise UserError("[search] needs `trials` (how many configurations per group), or pass --search N")
-    trials = _whole("trials", table["trials"], 1, MAX_TRIALS)
-    sampler = table.get("sampler", "random")
-    if sampler not in SAMPLERS:
-        raise UserError(f"search `sampler` = {sampler!r} is not one of {', '.join(SAMPLERS)}")
-    objective = table.get("objective", "source-val")
-    if not isinstance(objective, str):
-        raise UserError(f"search `objective` must be a validator name, got {objective!r}")
-    registry.get("validators", objective)
-    defaults_first = table.get("defaults_first", True)
-    if not isinstance(defaults_first, bool):
-        raise UserError(f"search `defaults_first` must be true or false, got {defaults_first!r}")
+    scalars = {k: v for k, v in table.items() if k != "space"}
+    settings = build(SearchSettings, "search", scalars)
+    registry.get("validators", settings.objective)
     space = table.get("space", {})
     if not isinstance(space, dict) or not all(isinstance(v, dict) for v in space.values()):
         raise UserError("[search.space] must hold one table per plugin (or `train`), e.g. [search.space.dann] weight = {low = 0.1, high = 10.0, log = true}")
-    return SearchSettings(trials, sampler, _whole("seed", table.get("seed", 0), 0, 2**31 - 1), objective,
-                          _whole("startup", table.get("startup", 4), 1, MAX_TRIALS), defaults_first, space)
+    return Search(settings, space)
 
 
 def _fixed_options(config: dict) -> set[tuple[str, str]]:
@@ -96,18 +69,18 @@ def _fixed_options(config: dict) -> set[tuple[str, str]]:
     return fixed
 
 
-def group_space(spec: RunSpec, registry, settings: SearchSettings, fixed: set) -> tuple[dict, dict]:
+def group_space(spec: RunSpec, registry, search: Search, fixed: set) -> tuple[dict, dict]:
     """(distributions, defaults) by ``NAME.OPTION`` / ``train.KEY`` for the group of ``spec``."""
     distributions, defaults = {}, {}
     for kind, name, options in (("strategies", spec.strategy, spec.strategy_options),
                                 ("adaptation_losses", spec.loss, spec.loss_options)):
         entry = registry.get(kind, name)
         what = f"{ROLES[kind]} {name!r}"
-        space = settings.space[name] if name in settings.space else declared_space(entry)
+        space = search.space[name] if name in search.space else declared_space(entry)
         for key, dist in parse_space(what, space, entry_option_specs(entry)).items():
             if (name, key) not in fixed:
                 distributions[f"{name}.{key}"], defaults[f"{name}.{key}"] = dist, options[key]
-    train_space = settings.space.get("train")
+    train_space = search.space.get("train")
     train_specs = {k: field_specs(TrainSettings)[k] for k in SEARCHABLE_TRAIN}
     for key, dist in parse_space("train", train_space, train_specs).items():
         if ("train", key) not in fixed:
@@ -125,7 +98,7 @@ def group_seed(seed: int, key: tuple) -> int:
     return int(digest[:8], 16)
 
 
-def trial_spec(spec: RunSpec, registry, settings: SearchSettings, index: int, params: dict) -> RunSpec:
+def trial_spec(spec: RunSpec, registry, search: Search, index: int, params: dict) -> RunSpec:
     """``spec`` with trial ``index``'s sampled ``params`` applied."""
     strategy, loss, train = dict(spec.strategy_options), dict(spec.loss_options), {}
     for name, value in params.items():
@@ -140,15 +113,15 @@ def trial_spec(spec: RunSpec, registry, settings: SearchSettings, index: int, pa
         check = registry.get(kind, name).meta.get("check_options")
         if callable(check):
             check(options)
-    trial = {"index": index, "sampler": settings.sampler, "seed": settings.seed, "params": params, "train": train,
-             "defaults": index == 0 and settings.defaults_first}
+    trial = {"index": index, "sampler": search.settings.sampler, "seed": search.settings.seed, "params": params, "train": train,
+             "defaults": index == 0 and search.settings.defaults_first}
     return dataclasses.replace(spec, strategy_options=strategy, loss_options=loss, trial=trial)
 
 
-def _check_space_names(settings: SearchSettings, specs: list[RunSpec]) -> None:
+def _check_space_names(search: Search, specs: list[RunSpec]) -> None:
     """Every ``[search.space.NAME]`` names ``train`` or a strategy or loss the grid uses."""
     used = dict.fromkeys(["train", *(s.strategy for s in specs), *(s.loss for s in specs)])
-    for name in settings.space:
+    for name in search.space:
         if name not in used:
             known = ", ".join(closest_first(str(name), used))
             raise UserError(f"[search.space.{name}] names no strategy or loss of this grid (searched: the strategy's and "
@@ -193,40 +166,40 @@ def trial_value(results_dir: Path, specs: list[RunSpec], objective: str):
 def expand_search(config: dict, registry, specs: list[RunSpec], log=None) -> list[RunSpec]:
     """The grid's cells replaced by every group's trials (all seeds each); ``specs`` unchanged
     without a ``[search]`` table. With TPE only the trials whose configuration is known now."""
-    settings = search_settings(config, registry)
-    if settings is None:
+    search = search_settings(config, registry)
+    if search is None:
         return specs
     fixed = _fixed_options(config)
-    _check_space_names(settings, specs)
+    _check_space_names(search, specs)
     results_dir = Path(config.get("results_dir") or DEFAULT_RESULTS_DIR)
-    maximize = registry.get("validators", settings.objective).obj.higher_is_better
+    maximize = registry.get("validators", search.settings.objective).obj.higher_is_better
     groups: dict[tuple, list[RunSpec]] = {}
     for spec in specs:
         groups.setdefault(group_key(spec), []).append(spec)
     out = []
     for key, members in groups.items():
-        distributions, defaults = group_space(members[0], registry, settings, fixed)
+        distributions, defaults = group_space(members[0], registry, search, fixed)
         if not distributions and log is not None:
             log(f"{' '.join(map(str, key))}: nothing to search (no search_space); one trial at the defaults")
 
         def value_of(index, params, members=members):
-            return trial_value(results_dir, [trial_spec(s, registry, settings, index, params) for s in members], settings.objective)
+            return trial_value(results_dir, [trial_spec(s, registry, search, index, params) for s in members], search.settings.objective)
 
-        configs = sample_configs(distributions, settings.trials, settings.sampler, group_seed(settings.seed, key),
-                                 settings.startup, defaults if settings.defaults_first else None, value_of, maximize)
+        configs = sample_configs(distributions, search.settings.trials, search.settings.sampler, group_seed(search.settings.seed, key),
+                                 search.settings.startup, defaults if search.settings.defaults_first else None, value_of, maximize)
         for index, params in enumerate(configs):
-            out.extend(trial_spec(s, registry, settings, index, params) for s in members)
+            out.extend(trial_spec(s, registry, search, index, params) for s in members)
     return out
 
 
 def total_trials(config: dict, registry, specs: list[RunSpec]) -> int | None:
     """How many trial cells the finished search will have (None without a search)."""
-    settings = search_settings(config, registry)
-    if settings is None:
+    search = search_settings(config, registry)
+    if search is None:
         return None
     fixed = _fixed_options(config)
     groups: dict[tuple, list[RunSpec]] = {}
     for spec in specs:
         groups.setdefault(group_key(spec), []).append(spec)
-    return sum(len(members) * (settings.trials if group_space(members[0], registry, settings, fixed)[0] else 1)
+    return sum(len(members) * (search.settings.trials if group_space(members[0], registry, search, fixed)[0] else 1)
                for members in groups.values())
