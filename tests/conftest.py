@@ -16,6 +16,10 @@ TESTS = Path(__file__).parent
 TOY_PLUGINS = TESTS / "plugins_toy"
 FAST_TRAIN = ["--set", "train.steps=4", "--set", "train.source_epochs=1", "--set", "train.latency_repeats=2",
               "--set", "train.export_dynamo=false", "--set", "train.int8=false"]  # INT8 tests opt in
+# The toy grid every module that needs "a finished grid" reads (fixture ``toy_grid``): 2 strategies x 2 seeds.
+TOY_GRID = ["--plugins-dir", TOY_PLUGINS, "run", "--backbone", "smallcnn", "--source", "toy:a", "--target", "toy:b",
+            "--strategy", "finetune,scratch", "--shots", "5", "--seeds", "0,1", "--threads", "1", *FAST_TRAIN]
+TOY_GRID_CELLS = 4
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -29,6 +33,26 @@ def decode_cache_dir(tmp_path_factory):
         os.environ.pop("TLBENCH_CACHE_DIR", None)
     else:
         os.environ["TLBENCH_CACHE_DIR"] = saved
+
+
+def _tree_digest(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def toy_grid(tmp_path_factory):
+    """``TOY_GRID`` run once for the whole session by the local executor: its results folder.
+
+    Shared and read-only: a test that changes files copies it first (``shutil.copytree``). The
+    fixture checks at the end of the session that no file in it was changed, added or removed."""
+    folder = tmp_path_factory.mktemp("toy-grid") / "runs"
+    done = run_cli(*TOY_GRID, "--results-dir", folder)
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = read_results(folder)
+    assert len(results) == TOY_GRID_CELLS and all(r["status"] == "ok" for r in results)
+    before = _tree_digest(folder)
+    yield folder
+    assert _tree_digest(folder) == before, "a test changed the shared toy_grid; copy it before changing files"
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TOY_PLUGINS
+from conftest import TOY_GRID, TOY_GRID_CELLS
 from conftest import run_cli as _run_cli
 
 
@@ -31,11 +31,7 @@ cluster_utils = pytest.importorskip("ray.cluster_utils")
 
 from tlbench_plugins.executors import ray_support  # noqa: E402
 
-GRID = ["--plugins-dir", TOY_PLUGINS, "run", "--backbone", "smallcnn", "--source", "toy:a", "--target", "toy:b",
-        "--strategy", "finetune,scratch", "--shots", "5", "--seeds", "0,1", "--threads", "1",
-        "--set", "train.steps=5", "--set", "train.source_epochs=1", "--set", "train.latency_repeats=2",
-        "--set", "train.export_dynamo=false", "--set", "train.int8=false"]
-CELLS = 4
+GRID = TOY_GRID
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1"}
 CONSOLE_SCRIPT = Path(sys.executable).with_name("tlbench")  # as a user runs it, not `python -m`
 
@@ -57,13 +53,10 @@ def run_cli_script(*args, cwd):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """The grid run by the local executor."""
-    directory = tmp_path_factory.mktemp("local")
-    proc = run_cli(*GRID, "--results-dir", directory, env=ENV)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    result = summary(directory)
-    assert len(result) == CELLS and all(v[0] == "ok" for v in result.values())
+def reference(toy_grid):
+    """The shared toy grid, run by the local executor."""
+    result = summary(toy_grid)
+    assert len(result) == TOY_GRID_CELLS
     return result
 
 

@@ -17,13 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TOY_PLUGINS, run_cli
+from conftest import TOY_GRID, TOY_GRID_CELLS, run_cli
 
-GRID = ["--plugins-dir", TOY_PLUGINS, "run", "--backbone", "smallcnn", "--source", "toy:a", "--target", "toy:b",
-        "--strategy", "finetune,scratch", "--shots", "5", "--seeds", "0,1", "--threads", "1",
-        "--set", "train.steps=4", "--set", "train.source_epochs=1", "--set", "train.latency_repeats=2",
-        "--set", "train.export_dynamo=false", "--set", "train.int8=false"]
-CELLS = 4
+CELLS = TOY_GRID_CELLS
+
+GRID = TOY_GRID
 
 
 def summary(directory) -> dict:
@@ -36,13 +34,10 @@ def summary(directory) -> dict:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """The grid run once, uninterrupted, by the local executor."""
-    directory = tmp_path_factory.mktemp("local")
-    proc = run_cli(*GRID, "--results-dir", directory)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    result = summary(directory)
-    assert len(result) == CELLS and all(v[0] == "ok" for v in result.values())
+def reference(toy_grid):
+    """The shared toy grid, run once, uninterrupted, by the local executor."""
+    result = summary(toy_grid)
+    assert len(result) == TOY_GRID_CELLS
     return result
 
 
