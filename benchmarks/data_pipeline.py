@@ -180,6 +180,7 @@ def tlbench_epoch(split, preprocessing, cache_dir: Path, workers: int) -> dict:
 
     from tlbench.training.data import Sampler
     from tlbench.training.decode_cache import DecodeCache
+    from tlbench.training.loop import draw
     from tlbench.training.presets import training_view
     from tlbench.training.streaming import LazyRows, stream
 
@@ -191,7 +192,7 @@ def tlbench_epoch(split, preprocessing, cache_dir: Path, workers: int) -> dict:
     sampler = Sampler(len(x), BATCH, torch.Generator().manual_seed(0))
     seen = 0
     for _ in range(-(-len(x) // BATCH)):
-        batch = view(x[sampler.next_index()])
+        batch = draw(x, sampler.next_index(), view)  # what training reads: uint8 view, then normalised
         seen += len(batch)
     seconds = time.perf_counter() - start
     return {"images": seen, "seconds": round(seconds, 2), "cache_seconds": round(ready, 2),

@@ -35,6 +35,40 @@ def test_each_preset_keeps_the_shape_and_draws_a_view_per_image(preset):
     assert not torch.equal(out, other)
 
 
+def _reference_pixels_view(preset: str, pixels: torch.Tensor, view_seed: int) -> torch.Tensor:
+    """The documented recipe written out with torchvision alone: one seed drawn from the view's
+    generator, then each image through Compose([RandomResizedCrop, flip]) and, for domainbed,
+    Compose([ColorJitter(0.3, 0.3, 0.3, 0.3), RandomGrayscale(0.1)]), in order."""
+    from torchvision.transforms import v2
+
+    side = pixels.shape[-1]
+    low = {"tllib": 0.08, "domainbed": 0.7}[preset]
+    geometric = v2.Compose([v2.RandomResizedCrop((side, side), scale=(low, 1.0), antialias=True), v2.RandomHorizontalFlip()])
+    colour = v2.Compose([v2.ColorJitter(0.3, 0.3, 0.3, 0.3), v2.RandomGrayscale(0.1)]) if preset == "domainbed" else None
+    seed = int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(view_seed)))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        out = []
+        for image in pixels:
+            image = geometric(image)
+            out.append(colour(image) if colour is not None else image)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("preset", ["tllib", "domainbed"])
+def test_planned_views_equal_the_recipe_run_image_by_image_whatever_the_thread_count(preset):
+    pixels = torch.randint(0, 256, (24, 3, 40, 40), dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    expected = _reference_pixels_view(preset, pixels, view_seed=5)
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            got = training_view(preset, RGB, torch.Generator().manual_seed(5)).on_pixels(pixels)
+            assert got.dtype == torch.uint8 and torch.equal(got, expected), count
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_domainbed_colour_steps_work_on_grey_images_and_keep_the_normalisation():
     grey = Preprocessing(IMAGE, (1, 28, 28), (0.5,), (0.25,))
     x = (torch.rand(4, 1, 28, 28) - 0.5) / 0.25
