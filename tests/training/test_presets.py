@@ -69,6 +69,19 @@ def test_planned_views_equal_the_recipe_run_image_by_image_whatever_the_thread_c
         torch.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("preset", ["tllib", "domainbed"])
+def test_views_normalised_where_they_are_made_equal_the_batch_formula(preset):
+    from tlbench.plugin.sources import normalise_pixels, pixel_normaliser
+
+    pixels = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
+    views = training_view(preset, RGB, torch.Generator().manual_seed(9)).on_pixels(pixels)
+    fused = training_view(preset, RGB, torch.Generator().manual_seed(9)).on_pixels(pixels, finish=pixel_normaliser(RGB, 3))
+    assert fused.dtype == torch.float32 and torch.equal(fused, normalise_pixels(views, RGB))
+    # and the batch formula is (x * scale - mean) / std, written out here by hand
+    mean, std = torch.tensor(RGB.mean).view(1, 3, 1, 1), torch.tensor(RGB.std).view(1, 3, 1, 1)
+    assert torch.allclose(fused, (views.double() * RGB.scale - mean.double()).div(std.double()).float(), atol=1e-5)
+
+
 def test_domainbed_colour_steps_work_on_grey_images_and_keep_the_normalisation():
     grey = Preprocessing(IMAGE, (1, 28, 28), (0.5,), (0.25,))
     x = (torch.rand(4, 1, 28, 28) - 0.5) / 0.25

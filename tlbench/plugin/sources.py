@@ -65,6 +65,18 @@ def is_lazy(x) -> bool:
     return isinstance(x, LAZY_INPUTS)
 
 
+def _gain_offset(preprocessing, channels: int):
+    """(scale / std, mean / std) per channel as float32 ``(1, channels, 1, 1)`` tensors."""
+    import torch
+
+    mean = torch.tensor(preprocessing.mean, dtype=torch.float64)
+    std = torch.tensor(preprocessing.std, dtype=torch.float64)
+    if len(mean) == 1 and channels != 1:
+        mean, std = mean.expand(channels), std.expand(channels)
+    gain = (preprocessing.scale / std).to(torch.float32, copy=True).view(1, -1, 1, 1)
+    return gain, (mean / std).to(torch.float32, copy=True).view(1, -1, 1, 1)
+
+
 def normalise_pixels(pixels, preprocessing):
     """uint8 image rows ``(n, channels, height, width)`` (a tensor) as model inputs: scaled by
     ``preprocessing.scale``, then ``(x - mean) / std`` per channel. The one formula both the
@@ -72,15 +84,20 @@ def normalise_pixels(pixels, preprocessing):
     import torch
 
     x = pixels.to(torch.float32)
-    channels = x.shape[1]
-    mean = torch.tensor(preprocessing.mean, dtype=torch.float64)
-    std = torch.tensor(preprocessing.std, dtype=torch.float64)
-    if len(mean) == 1 and channels != 1:
-        mean, std = mean.expand(channels), std.expand(channels)
-    # one multiply and one subtract in place: x * (scale / std) - mean / std
-    gain = (preprocessing.scale / std).to(torch.float32, copy=True).view(1, -1, 1, 1).to(x.device)
-    offset = (mean / std).to(torch.float32, copy=True).view(1, -1, 1, 1).to(x.device)
-    return x.mul_(gain).sub_(offset)
+    gain, offset = _gain_offset(preprocessing, x.shape[1])
+    return x.mul_(gain.to(x.device)).sub_(offset.to(x.device))  # one multiply, one subtract, in place
+
+
+def pixel_normaliser(preprocessing, channels: int):
+    """``into(image, out)``: :func:`normalise_pixels`' formula for one uint8 ``(channels, h, w)``
+    image written into a float32 ``out`` of the same shape (same operations, same values), so a
+    batch can be filled image by image where each image is made (tlbench.training.presets)."""
+    gain, offset = (t[0] for t in _gain_offset(preprocessing, channels))
+
+    def into(image, out) -> None:
+        out.copy_(image).mul_(gain).sub_(offset)
+
+    return into
 
 
 def decode_image(path: str, height: int, width: int, channels: int = 3) -> np.ndarray:

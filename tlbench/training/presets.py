@@ -76,9 +76,10 @@ class TrainingView:
         self._pool: ThreadPoolExecutor | None = None
         self._pool_size = 0
 
-    def _each(self, images: torch.Tensor, augment_one) -> torch.Tensor:
+    def _each(self, images: torch.Tensor, augment_one, finish=None) -> torch.Tensor:
         """``augment_one(image, geometric_plan, colour_plan)`` on every image, with the plans drawn
-        under one seed from the view's generator (so a batch's views depend on nothing else drawn)."""
+        under one seed from the view's generator (so a batch's views depend on nothing else drawn);
+        with ``finish(view, out_row)`` each view is written into a float32 batch by ``finish``."""
         key = tuple(images.shape[1:])
         if key not in self._pipelines:
             self._pipelines[key] = _pipeline(self.preset, key[1], key[2])
@@ -90,11 +91,14 @@ class TrainingView:
             plans = []
             for _ in range(len(images)):
                 plans.append((_plan(geometric, key), _plan(colour, (3, *out_shape[1:]))))  # colour steps see RGB
-        out = torch.empty((len(images), *out_shape), dtype=images.dtype)
+        out = torch.empty((len(images), *out_shape), dtype=images.dtype if finish is None else torch.float32)
 
         def run(chunk: range) -> None:
             for i in chunk:
-                out[i] = augment_one(images[i], *plans[i])
+                if finish is None:
+                    out[i] = augment_one(images[i], *plans[i])
+                else:
+                    finish(augment_one(images[i], *plans[i]), out[i])
 
         threads = min(torch.get_num_threads(), len(images) // MIN_IMAGES_PER_THREAD)
         if threads <= 1:
@@ -129,9 +133,11 @@ class TrainingView:
         out = self._each(batch.detach().float().cpu(), one)
         return out.to(device=batch.device, dtype=batch.dtype)
 
-    def on_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+    def on_pixels(self, pixels: torch.Tensor, finish=None) -> torch.Tensor:
         """The same kind of view on uint8 ``(n, C, H, W)`` pixels, before normalisation (how
-        streamed data is augmented: uint8 crops and colour steps cost half the float ones)."""
+        streamed data is augmented: uint8 crops and colour steps cost half the float ones).
+        ``finish(view, out_row)`` (tlbench.plugin.sources.pixel_normaliser) normalises each view
+        into a float32 batch in the same threads, instead of returning uint8 views."""
         if pixels.dim() != 4 or len(pixels) == 0:
             return pixels
         grey = pixels.shape[1] == 1
@@ -142,7 +148,7 @@ class TrainingView:
                 return image
             return _apply(image.expand(3, -1, -1), colour)[:1] if grey else _apply(image, colour)
 
-        return self._each(pixels, one)
+        return self._each(pixels, one, finish)
 
     def __del__(self):
         if self._pool is not None:

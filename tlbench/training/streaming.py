@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from tlbench.plugin.contracts import Preprocessing
-from tlbench.plugin.sources import ImageFiles, PixelArray, is_lazy, normalise_pixels
+from tlbench.plugin.sources import ImageFiles, PixelArray, is_lazy, normalise_pixels, pixel_normaliser
 
 
 def _select(rows: torch.Tensor, index) -> torch.Tensor:
@@ -58,6 +58,7 @@ class StreamedInputs:
     def __init__(self, reader, rows: torch.Tensor, preprocessing: Preprocessing, shape: tuple[int, ...], device):
         self.reader, self.rows, self.preprocessing = reader, rows, preprocessing
         self.input_shape, self.target = tuple(shape), torch.device(device)
+        self._into = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -93,10 +94,18 @@ class StreamedInputs:
 
         rows = _select(self.rows, index).reshape(-1)
         pixels = torch.from_numpy(self.reader(rows.numpy()))
-        if view is not None:
-            pixels = view.on_pixels(pixels)
-        x = adapt_inputs(normalise_pixels(pixels, self.preprocessing), self.preprocessing, self.input_shape)
-        return x.to(self.target)
+        if view is None:
+            x = normalise_pixels(pixels, self.preprocessing)
+        elif tuple(pixels.shape[1:]) == self.input_shape:  # each view normalised where it is made
+            x = view.on_pixels(pixels, finish=self._normaliser())
+        else:
+            x = normalise_pixels(view.on_pixels(pixels), self.preprocessing)
+        return adapt_inputs(x, self.preprocessing, self.input_shape).to(self.target)
+
+    def _normaliser(self):
+        if self._into is None:
+            self._into = pixel_normaliser(self.preprocessing, self.input_shape[0])
+        return self._into
 
     def subset(self, index) -> "StreamedInputs":
         """The rows ``index`` as another streamed input (nothing read)."""
