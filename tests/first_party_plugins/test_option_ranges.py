@@ -8,8 +8,8 @@ import pytest
 from tlbench.grid.options import entry_option_specs, resolve_entry_options
 from tlbench.plugin.errors import UserError
 
-# Free-form strings: paths, model names and weight files, checked by each plugin's check_options.
-FREE_FORM = {"data_root", "weights", "checkpoint", "model"}
+# Free-form strings: paths, URLs, model names and weight files, checked by each plugin (check_options or constructor).
+FREE_FORM = {"data_root", "download_url", "weights", "checkpoint", "model"}
 
 
 def _first_party(registry):

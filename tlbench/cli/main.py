@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", metavar="DEV", help="auto (default), cpu, cuda, cuda:N")
     run.add_argument("--data-root", metavar="DIR", help="where datasets read from disk live (passed as their data_root option)")
     run.add_argument("--download", action="store_true", default=None, help="let datasets that can download fetch missing data")
+    run.add_argument("--dry-run", action="store_true", help="validate the grid (names, options, datasets and their files) "
+                     "and say what would run; train and write nothing")
     run.add_argument("--set", action="append", default=[], metavar="NAME.PARAM=VALUE", help="plugin or train option")
     run.add_argument("--executor", metavar="NAME", help="where cells run: local (default), processes, ray")
     run.add_argument("--workers", metavar="N", help="worker processes (processes) or CPUs of a local Ray instance")
@@ -156,6 +158,11 @@ def cmd_run(args, registry) -> int:
         from tlbench.plugin.errors import broken_summary
 
         print(f"warning: {broken_summary(registry.broken)}; see `tlbench plugins`", file=sys.stderr)
+    if args.dry_run:
+        from tlbench.cli.plan import describe_plan
+
+        console.print(describe_plan(specs, registry, results_dir, device), markup=False)
+        return 0
     plugins_dirs = list(args.plugins_dir) + list(args.run_plugins_dir or [])
     from tlbench.report.leaderboard import render
 

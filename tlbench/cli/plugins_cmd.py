@@ -23,7 +23,8 @@ CLASS_FLAGS = {
     "estimators": ("needs_source_predictions",),
     "validators": ("higher_is_better", "needs", "reads_target_test_labels"),
 }
-META_SHOWN = ("modality", "domains", "num_classes", "classes", "label_space", "input_size", "in_channels")
+META_SHOWN = ("modality", "domains", "num_classes", "classes", "label_space", "input_size", "in_channels",
+              "split_rule", "expected_images", "layout", "get_it", "licence")  # the last five: named benchmarks
 
 
 def _provider(entry) -> str:

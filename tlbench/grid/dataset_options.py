@@ -63,6 +63,15 @@ def check_domain(registry, name: str, domain: str, options: dict, built: dict) -
     domains = domains_of(registry, name, options, built)
     if domains and domain not in domains:
         raise unknown("domain", domain, domains, f" of dataset {name!r}")
+    if "data_root" in registry.get("datasets", name).defaults:  # its files are checked before training
+        check = getattr(built_dataset(registry, name, options, built), "check_domain", None)
+        if callable(check):
+            try:
+                check(domain)
+            except UserError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a plugin's check may raise anything
+                raise UserError(f"dataset {name!r} cannot check domain {domain!r}: {first_line(exc)}") from None
 
 
 def built_dataset(registry, name: str, options: dict, built: dict):

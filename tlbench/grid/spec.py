@@ -17,6 +17,9 @@ TABLE_KEYS = ("train", "set", "search")  # [search]: tlbench.search.trials
 KNOWN_KEYS = LIST_KEYS + SCALAR_KEYS + TABLE_KEYS
 PLUGIN_KINDS = {"backbone": "backbones", "strategy": "strategies", "loss": "adaptation_losses", "dataset": "datasets"}
 
+# dataset options that only say where missing data is fetched from: never part of a run id or a cache key
+FETCH_KEYS = ("download", "download_url")
+
 DEFAULT_RESULTS_DIR = "results/runs"
 
 
@@ -62,6 +65,11 @@ class RunSpec:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def _identity_options(self) -> dict:
+        """``dataset_options`` without the fetch keys (where data comes from is not what it is)."""
+        return {name: {k: v for k, v in options.items() if k not in FETCH_KEYS}
+                for name, options in self.dataset_options.items()}
+
     def options_of_dataset(self, name: str) -> dict:
         """The options of dataset ``name`` in this run (its defaults when it declares none)."""
         return dict(self.dataset_options.get(name, {}))
@@ -78,7 +86,7 @@ class RunSpec:
         return (self.run_id,) if legacy == self.run_id else (self.run_id, legacy)
 
     def _hash(self, train_view: dict) -> str:
-        fields = {**self.as_dict(), "train": train_view}
+        fields = {**self.as_dict(), "train": train_view, "dataset_options": self._identity_options()}
         del fields["kind"]
         if not fields["dataset_options"]:
             del fields["dataset_options"]  # run ids from before dataset options stay the same
@@ -107,7 +115,7 @@ class RunSpec:
             "backbone": self.backbone,
             "backbone_options": self.backbone_options,
             "source": self.source,
-            "source_dataset_options": self.options_of_dataset(dataset_name(self.source) or ""),
+            "source_dataset_options": self._identity_options().get(dataset_name(self.source) or "", {}),
             "target_input": dataset_name(self.target),
             "seed": self.seed,
             "train": source_view(self.train),

@@ -83,6 +83,11 @@ class Dataset:
         differ are a task-transfer pair."""
         return None
 
+    def check_domain(self, domain: str) -> None:
+        """Raise a one-line UserError when ``domain``'s data is missing or laid out wrongly. Called
+        when the grid is validated, before anything trains, for datasets read from ``data_root``.
+        The default checks nothing."""
+
     def augment(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """A random view of a batch, for contrastive losses. Default: mild noise and shift."""
         return default_augment(x, self.preprocessing.modality, generator)
