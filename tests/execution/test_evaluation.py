@@ -39,7 +39,7 @@ def test_eval_rows_are_capped_on_a_cpu_only():
 def test_chunked_evaluation_and_uncapped_diagnostic_match_the_plain_computation(monkeypatch):
     model, target, source = _model(), _split(300, 1), _split(700, 2)
     monkeypatch.setattr(evaluation, "BATCH_STATS_ROWS", 10_000)
-    fields, logits = evaluation.evaluate_cell(model, target, source, ["target_labeled"], False, 512, "cpu", seed=0)
+    fields, logits, _ = evaluation.evaluate_cell(model, target, source, ["target_labeled"], False, 512, "cpu", seed=0)
     with torch.no_grad():
         full = model(target.x)
     assert torch.allclose(logits, full, atol=1e-5)
@@ -58,7 +58,7 @@ def test_batch_statistics_diagnostic_runs_on_a_capped_seeded_subset(monkeypatch)
     monkeypatch.setattr(evaluation, "BATCH_STATS_ROWS", 256)
     seen = _rows_seen(model)
     mix = ["source", "target_unlabeled"]
-    fields, _ = evaluation.evaluate_cell(model, target, source, mix, False, 128, "cpu", seed=3)
+    fields, _, _ = evaluation.evaluate_cell(model, target, source, mix, False, 128, "cpu", seed=3)
     # eval passes in chunks of at most CPU_EVAL_ROWS: 300 target + 2000 source rows; then the
     # diagnostic (on a copy of the model), in batches of 128 rows in all (64 of each domain):
     # 256 source rows with 256 target companions, then 256 target rows with 256 source ones
@@ -73,7 +73,7 @@ def test_batch_statistics_diagnostic_runs_on_a_capped_seeded_subset(monkeypatch)
     for side in ("source", "target"):
         correct = info[side]["stored_statistics_acc"] * 256
         assert abs(correct - round(correct)) < 1e-9
-    again, _ = evaluation.evaluate_cell(model, target, source, mix, False, 128, "cpu", seed=3)
+    again, _, _ = evaluation.evaluate_cell(model, target, source, mix, False, 128, "cpu", seed=3)
     assert again["evaluation"]["seconds"] >= 0
     for record in (again, fields):
         record["evaluation"].pop("seconds")
@@ -82,6 +82,6 @@ def test_batch_statistics_diagnostic_runs_on_a_capped_seeded_subset(monkeypatch)
 
 def test_differing_label_spaces_skip_every_source_measure():
     model, target, source = _model(), _split(50, 1), _split(80, 2)
-    fields, _ = evaluation.evaluate_cell(model, target, source, ["source", "target_unlabeled"], True, 512, "cpu", seed=0)
+    fields, _, _ = evaluation.evaluate_cell(model, target, source, ["source", "target_unlabeled"], True, 512, "cpu", seed=0)
     assert fields["source_acc"] is None and fields["source_acc_batch_stats"] is None
     assert fields["target_acc_batch_stats"] is not None

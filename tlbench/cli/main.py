@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--columns", metavar="A,B", help="default, all, or keys: " + ", ".join(_column_keys()))
     board.add_argument("--export-all", metavar="OUTDIR", help="write leaderboard.{md,csv,json,html} and every plot to OUTDIR")
     board.add_argument("--mlflow", nargs="?", const="", metavar="URI", help="log the runs to MLflow (default file:DIR/mlruns)")
+    board.add_argument("--metric", default="acc", metavar="NAME", help="rank by acc (default), balanced_acc, macro_f1 or "
+                       "worst_class_acc of the target test split, recomputed from each run's saved predictions")
     add_board_flags(board)  # --select VALIDATOR
     from tlbench.cli.deploy import add_deploy_parsers
 
@@ -80,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tlbench.cli.rank import add_rank_parser
 
     add_rank_parser(sub)
+    from tlbench.cli.verify import add_verify_parser
+
+    add_verify_parser(sub)
     return parser
 
 
@@ -186,6 +191,9 @@ def cmd_leaderboard(args, registry=None) -> int:
     if not directory.is_dir():
         raise UserError(f"results directory {str(directory)!r} does not exist; run `tlbench run` first or pass DIR")
     leaderboard.choose_columns(args.columns, [])
+    from tlbench.report.metric_view import check_metric, with_metric
+
+    check_metric(args.metric)
     # every output is checked before anything is computed or written
     if args.output is not None:
         check_output_file(args.output, "--output")
@@ -213,6 +221,18 @@ def cmd_leaderboard(args, registry=None) -> int:
         from tlbench.report.tracking import log_results_dir
 
         log_results_dir(directory, args.mlflow or None, log=lambda line: print(line, file=sys.stderr))
+    from tlbench.report.mixed import mixed_provenance
+
+    mixed = mixed_provenance(results)
+    if mixed:
+        print(f"warning: {mixed}", file=sys.stderr)
+    results, missing = with_metric(results, directory, args.metric)  # after MLflow, which logs the stored accuracy
+    if missing:
+        if not any(r.get("status") == "ok" for r in results):
+            raise UserError(f"no run under {str(directory)!r} has saved predictions; --metric {args.metric} needs them "
+                            "(runs written before they were saved): rerun the grid, or use --metric acc")
+        print(f"warning: left out {missing} run(s) without saved predictions (written before they were saved): "
+              f"--metric {args.metric} cannot be computed for them; rerun them, or use --metric acc", file=sys.stderr)
     if args.export_all is not None:
         from tlbench.report.exports import export_all
 
@@ -268,7 +288,7 @@ def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
         registry = None
-        if args.command in ("run", "plugins", "export", "rank"):
+        if args.command in ("run", "plugins", "export", "rank", "verify"):
             from tlbench.plugin.discovery import check_allowlist, load_plugins
 
             dirs = list(args.plugins_dir) + list(getattr(args, "run_plugins_dir", []) or [])
@@ -280,9 +300,10 @@ def main(argv=None) -> int:
         from tlbench.cli.deploy import cmd_export, cmd_predict
         from tlbench.cli.plugins_cmd import cmd_plugins
         from tlbench.cli.rank import cmd_rank
+        from tlbench.cli.verify import cmd_verify
 
         handler = {"run": cmd_run, "plugins": cmd_plugins, "leaderboard": cmd_leaderboard, "predict": cmd_predict,
-                   "export": cmd_export, "rank": cmd_rank}[args.command]
+                   "export": cmd_export, "rank": cmd_rank, "verify": cmd_verify}[args.command]
         code = handler(args, registry)
         sys.stdout.flush()
         return code

@@ -75,8 +75,9 @@ def batch_stats(model, split, other, logits, bn_inputs: list[str], domain: str, 
 
 
 def evaluate_cell(model, target_test, source_test, bn_inputs: list[str], differ: bool, batch_size: int, device,
-                  seed: int) -> tuple[dict, torch.Tensor]:
-    """(the accuracy fields of result.json, the target test logits on the CPU)."""
+                  seed: int) -> tuple[dict, torch.Tensor, torch.Tensor | None]:
+    """(the accuracy fields of result.json, the target test logits, the source test logits or None
+    when the classes differ), logits on the CPU."""
     start = time.perf_counter()
     rows = eval_rows(batch_size, device)
     target_logits = predict_logits(model, target_test.x, rows)
@@ -99,4 +100,4 @@ def evaluate_cell(model, target_test, source_test, bn_inputs: list[str], differ:
                             "source": source_info, "target": target_info},
         },
     }
-    return fields, target_logits.cpu()
+    return fields, target_logits.cpu(), None if source_logits is None else source_logits.cpu()

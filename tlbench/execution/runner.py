@@ -29,6 +29,8 @@ from tlbench.execution.results import MODEL_FILE, RESULT_FILE, SCHEMA_VERSION, a
 from tlbench.execution.deployment import deploy_cell
 from tlbench.training.speed import HostTensor, SpeedSettings, resolve_speed
 from tlbench.execution.evaluation import eval_rows, evaluate_cell
+from tlbench.execution.predictions import record_predictions
+from tlbench.execution.audit import audit_record, split_fingerprint
 from tlbench.training.loop import pretrain_source, transfer
 from tlbench.training.optim import recipe_of, transfer_recipe
 from tlbench.transferability.cell import cell_transferability
@@ -100,6 +102,9 @@ class Runner:
             data["source_test"] = fit(src.test, src_ds.preprocessing, f"{spec.source} test")
         data["source_classes"] = None if src_ds is None else src_ds.classes
         data["source_preprocessing"] = None if src_ds is None else src_ds.preprocessing
+        data["fingerprints"] = {"target_train": split_fingerprint(tgt.train), "target_test": split_fingerprint(tgt.test),
+                                "source_train": None if src is None else split_fingerprint(src.train),
+                                "source_test": None if src is None else split_fingerprint(src.test)}
         return backbone, tgt_ds, shape, data
 
     def _decode_cache(self, train) -> DecodeCache:
@@ -280,8 +285,9 @@ class Runner:
 
         target_test, source_test = data["target_test"], data["source_test"]
         batch = eval_rows(train.eval_batch_size, self.device)  # rows per eval-mode pass
-        evaluated, target_logits = evaluate_cell(  # accuracies; the target logits are deployment's reference
+        evaluated, target_logits, source_logits = evaluate_cell(  # accuracies; the target logits: deployment's reference
             model, target_test, source_test, stats.bn_inputs, differ, train.eval_batch_size, self.device, spec.seed)
+        evaluated.update(record_predictions(run_dir, target_test, target_logits, source_test, source_logits))
         result = {
             **source_info,
             "backbone_weights": weights_info,
@@ -305,6 +311,7 @@ class Runner:
             "strategy_summary": strategy.summary(),
             "final_loss_terms": stats.last_terms,
             "transferability": transferability,
+            "audit": audit_record(data["fingerprints"]),
             "model_selection": spec.train.model_selection,
             **(selector.as_dict() if selector is not None else {}),
             **score_validators(self.registry, model, source_val, data["target_train"].x, target_test, batch, spec.seed),

@@ -15,6 +15,7 @@ from typing import Callable
 
 from tlbench.plugin.errors import UserError
 from tlbench.report.selection import annotate, caption_note, main_table_runs, render_selection
+from tlbench.utils.metrics import METRICS
 from tlbench.report.stats import intervals_overlap, summarize
 from tlbench.settings.train import LAST_STEP
 
@@ -94,6 +95,7 @@ def _cell(key: tuple, runs: list[dict]) -> dict:
     recipes = {json.dumps(r.get("transfer_recipe"), sort_keys=True) for r in runs}
     row["_recipe"] = recipes.pop() if len(recipes) == 1 else None
     row["_accs"] = accs
+    row["metric"] = runs[0].get("_metric", "acc")  # tlbench leaderboard --metric
     return row
 
 
@@ -295,8 +297,10 @@ def caption(rows: list[dict]) -> str:
     selections = sorted({r["model_selection"] for r in rows})
     seeds = sorted({r["seeds"] for r in rows})
     checkpoint = "; ".join(f"{s}: {SELECTION_TEXT.get(s, s)}" for s in selections)
+    metric = rows[0].get("metric", "acc") if rows else "acc"
+    what = "Target accuracy" if metric == "acc" else f"Target {METRICS[metric]} (--metric {metric}, from saved predictions)"
     return (
-        f"Target accuracy on the target test split, mean ± std over {'/'.join(map(str, seeds))} seed(s); "
+        f"{what} on the target test split, mean ± std over {'/'.join(map(str, seeds))} seed(s); "
         f"95% CI from Student's t over seeds (clipped to 0-100); rank per budget (shots); ★ = best per budget, {TIE_RULE}; "
         f"gain = points over scratch at the same shots; {NEG_RULE}. Reported checkpoint: {checkpoint}."
     ) + caption_note(rows)
