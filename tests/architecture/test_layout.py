@@ -16,7 +16,7 @@ MAX_LINES = 400
 # `grid` sits above `training` and `deploy` because it validates before anything runs (its dry
 # run builds each backbone with training's input plumbing, `verify_with` is checked against
 # deploy's verifiers); `execution` runs cells with search's validators and transferability's
-# estimators; `report` reads stored results; `cli` wires everything.
+# estimators; `report` reads stored results; `cli` and the Python `api` wire everything.
 LAYERS = (
     ("plugin",),
     ("utils",),
@@ -26,7 +26,7 @@ LAYERS = (
     ("search", "transferability"),
     ("execution",),
     ("report",),
-    ("cli",),
+    ("api", "cli"),
 )
 
 

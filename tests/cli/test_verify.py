@@ -46,7 +46,7 @@ def test_the_likely_reason_names_what_differs_in_the_provenance():
                      "code 1111111111 -> 2222222222"):
         assert fragment in reasons
     assert likely_reasons({"device": "cpu"}, {"device": "cpu"}) == [
-        "the stored result predates recorded provenance (code revision and data unknown)"]
+        "the stored result predates recorded provenance (its code revision, data and CPU model are unknown)"]
 
 
 def test_bad_input_is_one_line(tmp_path):

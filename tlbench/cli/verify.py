@@ -52,15 +52,20 @@ def likely_reasons(stored: dict, again: dict) -> list[str]:
         reasons.append("data fingerprint changed: " + ", ".join(changed))
     if stored.get("device") != again.get("device"):
         reasons.append(f"device {stored.get('device')} -> {again.get('device')}")
-    old_cpu = (old_a.get("hardware") or {}).get("cpu") or stored.get("device_name")
-    new_cpu = (new_a.get("hardware") or {}).get("cpu") or again.get("device_name")
+    old_hw, new_hw = old_a.get("hardware") or {}, new_a.get("hardware") or {}
+    field = "cpu" if old_hw.get("cpu") and new_hw.get("cpu") else None  # like with like: the recorded CPU model,
+    old_cpu = old_hw.get("cpu") if field else stored.get("device_name")  # else the device name both results hold
+    new_cpu = new_hw.get("cpu") if field else again.get("device_name")
     if old_cpu and new_cpu and old_cpu != new_cpu:
         reasons.append(f"other processor ({old_cpu} -> {new_cpu})")
+    if old_hw and new_hw and old_hw.get("gpu") != new_hw.get("gpu"):
+        reasons.append(f"other GPU ({old_hw.get('gpu')} -> {new_hw.get('gpu')})")
     old_c, new_c = (old_a.get("code") or {}).get("commit"), (new_a.get("code") or {}).get("commit")
     if old_c and new_c and old_c != new_c:
         reasons.append(f"code {old_c[:10]} -> {new_c[:10]}")
     if not old_a:
-        reasons.append("the stored result predates recorded provenance (code revision and data unknown)")
+        reasons.append("the stored result predates recorded provenance (its code revision, data and CPU model are "
+                       "unknown)")
     return reasons
 
 

@@ -18,10 +18,16 @@ from tlbench.report.transferability import html_section, json_section, markdown_
 EXPORT_COLUMNS = ROW_KEYS + ("seeds", "rank", "best", "tie_with_best")
 
 
-def _csv(rows: list[dict], keys: list[str]) -> str:
+def csv_fields(keys: list[str]) -> list[str]:
+    """The CSV export's column names for the leaderboard columns ``keys`` (also the Python API's)."""
     fields = list(EXPORT_COLUMNS)
     for key in keys:
         fields += [f for f in COLUMNS[key].fields if f not in fields]
+    return fields
+
+
+def _csv(rows: list[dict], keys: list[str]) -> str:
+    fields = csv_fields(keys)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()

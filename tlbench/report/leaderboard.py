@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from tlbench.plugin.errors import UserError
+from tlbench.report.fit import column_width, fit_keys, wrap_header
 from tlbench.report.selection import annotate, caption_note, main_table_runs, render_selection
 from tlbench.utils.metrics import METRICS
 from tlbench.report.stats import intervals_overlap, summarize
@@ -181,6 +182,8 @@ def _pct(value):
 
 
 def _acc_text(row):
+    if row.get("seeds", 0) <= 1 or row.get("target_acc_std") is None:  # one seed: no spread to show
+        return _pct(row["target_acc"])
     return f"{_pct(row['target_acc'])} ± {_pct(row['target_acc_std'])}"
 
 
@@ -257,8 +260,6 @@ COLUMNS = {c.key: c for c in (
 ID_COLUMNS = ("backbone", "strategy", "loss", "shots", "seeds")
 DEFAULT_COLUMNS = ("rank", "acc", "ci", "gain", "source_acc", "train_s", "ort_ms", "onnx_mb", "parity")
 INT8_DEFAULT = ("int8_acc", "int8_ms")
-
-
 def choose_columns(spec: str | None, rows: list[dict]) -> list[str]:
     """Column keys from ``--columns``: ``default`` (INT8 columns added when any run has them),
     ``all``, or a comma-separated list of keys; unknown keys are a UserError."""
@@ -330,13 +331,21 @@ def render(results: list[dict], console=None, columns: str | None = None, select
     if not rows:
         console.print("[yellow]no successful runs to rank[/]")
     keys = choose_columns(columns, rows)
+    left_out: dict[str, None] = {}
     for pair, group in pair_groups(rows).items():
         table = Table(title=pair, caption=caption(group), title_justify="left", caption_justify="left")
         ids = list(ID_COLUMNS) + (["model_selection"] if show_selection_column(group) else [])
+        headers = {k: COLUMNS[k].header for k in COLUMNS}
+        if columns is None or columns.strip() == "default":  # the default table fits the terminal
+            widths = {k: column_width(COLUMNS[k].header, [COLUMNS[k].text(r) + "  " for r in group]) for k in COLUMNS}
+            fixed = sum(column_width(c, [id_text(r, c) for r in group]) for c in ids)
+            keys, dropped = fit_keys(choose_columns(columns, rows), widths, fixed, console.width)
+            left_out.update(dict.fromkeys(dropped))
+            headers = {k: wrap_header(COLUMNS[k].header, widths[k]) for k in keys}
         for col in ids:
             table.add_column(col)
         for key in keys:
-            table.add_column(COLUMNS[key].header, justify="right" if COLUMNS[key].numeric else "left")
+            table.add_column(headers[key], justify="right" if COLUMNS[key].numeric else "left")
         for r in group:
             cells = []
             for key in keys:
@@ -352,6 +361,9 @@ def render(results: list[dict], console=None, columns: str | None = None, select
                 cells.append(text)
             table.add_row(*[id_text(r, c) for c in ids], *cells)
         console.print(table)
+    if left_out:
+        names = ", ".join(COLUMNS[k].header for k in left_out)
+        console.print(f"left out to fit {console.width} columns: {names} (--columns all shows them)", markup=False)
     from tlbench.report.transferability import render_transferability
 
     render_transferability(results, console)  # estimator scores vs these accuracies, per target
