@@ -85,7 +85,8 @@ def test_plot_directory_forms_write_every_plot(tmp_path, make):
     else:
         arg = str(target) + "/"
     assert main(["leaderboard", str(runs), "--plot", arg, "--format", "csv"]) == 0
-    assert {p.name for p in target.iterdir()} == {"accuracy_vs_shots.png", "accuracy_vs_latency.png", "best_gain_heatmap.png"}
+    assert {p.name for p in target.iterdir()} == {"accuracy_vs_shots.png", "accuracy_vs_latency.png", "best_gain_heatmap.png",
+                                                       "robust_iqm.png"}
 
 
 def test_plot_out_txt_creates_nothing(tmp_path):

@@ -33,5 +33,5 @@ def test_html_page_renders_in_headless_chromium(tmp_path):
     assert colours is None or len(colours) > 50  # a rendered page, not a blank canvas
     dom = subprocess.run([*base, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
     assert dom.count('<table class="lb">') == 2  # one per source -> target pair
-    assert dom.count("data:image/png;base64,") == 3 and dom.count("<img") == 3
+    assert dom.count("data:image/png;base64,") == 4 and dom.count("<img") == 4  # shots, latency, gain, robust IQM
     assert "★ 82.0 ± 2.0" in dom and "NEG" in dom and "Reported checkpoint" in dom

@@ -169,7 +169,7 @@ def test_bad_columns_and_html_export_from_the_cli(tmp_path):
     assert bad.returncode == 2 and "unknown column 'speed'" in bad.stderr and "Traceback" not in bad.stderr
     page = run_cli("leaderboard", runs, "--format", "html", "--columns", "acc,gain")
     assert page.returncode == 0, page.stderr
-    assert page.stdout.count("<table") == 1 and page.stdout.count("data:image/png;base64,") == 3
+    assert page.stdout.count("<table") == 1 and page.stdout.count("data:image/png;base64,") == 4
     assert 'neg-clear"' in page.stdout and "<script>" in page.stdout and "http" not in page.stdout.split("<body>")[1]
 
 
@@ -179,7 +179,7 @@ def test_plot_dir_and_export_all_write_every_file(tmp_path):
     assert proc.returncode == 0, proc.stderr
     names = {p.name for p in (tmp_path / "out").iterdir()}
     assert names == {"leaderboard.md", "leaderboard.csv", "leaderboard.json", "leaderboard.html",
-                     "accuracy_vs_shots.png", "accuracy_vs_latency.png", "best_gain_heatmap.png"}
+                     "accuracy_vs_shots.png", "accuracy_vs_latency.png", "best_gain_heatmap.png", "robust_iqm.png"}
     for png in (tmp_path / "out").glob("*.png"):
         assert png.read_bytes().startswith(PNG_MAGIC) and png.stat().st_size > 5_000
     assert "d:b -> d:a" in (tmp_path / "out" / "leaderboard.md").read_text()

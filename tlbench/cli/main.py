@@ -242,7 +242,7 @@ def cmd_leaderboard(args, registry=None) -> int:
     if args.plot is not None:
         from tlbench.report.plots import write_plots
 
-        for path in write_plots(leaderboard.aggregate(results), args.plot):
+        for path in write_plots(leaderboard.aggregate(results), args.plot, results):
             print(f"wrote {path}", file=sys.stderr)
     if args.format == "table":
         if args.output is None:

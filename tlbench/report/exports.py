@@ -15,7 +15,7 @@ def html_with_plots(results: list[dict], columns: str | None = None, plot_dir=No
     rows = leaderboard.aggregate(results)
     with tempfile.TemporaryDirectory(prefix="tlbench-plots-") as tmp:
         directory = Path(plot_dir or tmp)
-        write_plots(rows, directory)
+        write_plots(rows, directory, results)
         plots = {PLOT_TITLES[k]: directory / name for k, name in PLOT_FILES.items()}
         return formats.export(results, "html", columns=columns, plots=plots)
 
@@ -25,7 +25,7 @@ def export_all(results: list[dict], outdir, columns: str | None = None) -> list[
     ``transferability.csv`` when estimators ranked enough candidates); returns the paths."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    written = write_plots(leaderboard.aggregate(results), outdir)
+    written = write_plots(leaderboard.aggregate(results), outdir, results)
     for fmt in ("md", "csv", "json"):
         path = outdir / f"leaderboard.{fmt}"
         path.write_text(formats.export(results, fmt, columns=columns), encoding="utf-8")

@@ -8,6 +8,7 @@ import json
 
 from tlbench.plugin.errors import first_line
 from tlbench.report.html import render_html
+from tlbench.report.robust import robust_markdown, robust_summary
 from tlbench.report.leaderboard import (
     COLUMNS, ID_COLUMNS, NEG_RULE, ROW_KEYS, TIE_RULE, aggregate, caption, choose_columns, failure_cell, failures,
     id_text, mark, pair_groups, show_selection_column,
@@ -88,14 +89,17 @@ def export(results: list[dict], fmt: str, columns: str | None = None, plots: dic
         notes = {"tie_rule": TIE_RULE, "negative_transfer_rule": NEG_RULE,
                  "captions": {pair: caption(group) for pair, group in pair_groups(rows).items()}}
         return json.dumps({"leaderboard": rows, "failures": failures(results), "notes": notes,
-                           "transferability": json_section(results), "selection": selection_rows(results)},
-                          indent=2) + "\n"
+                           "transferability": json_section(results), "selection": selection_rows(results),
+                           "robust": robust_summary(results)}, indent=2) + "\n"
     keys = choose_columns(columns, rows)
     if fmt == "csv":
         return _csv(rows, keys)
     if fmt == "md":
         selection = selection_markdown(results)  # search trials: each validator's pick and regret
         sections = markdown_section(results)
+        robust = robust_markdown(robust_summary(results))  # IQM and P(improve) over several pairs
+        if robust:
+            sections += ["", *robust]
         if selection:
             sections += ["", "## Model selection over search trials", "", *selection.rstrip("\n").split("\n")]
         return _markdown(rows, keys, failures(results), sections)

@@ -367,6 +367,9 @@ def render(results: list[dict], console=None, columns: str | None = None, select
     from tlbench.report.transferability import render_transferability
 
     render_transferability(results, console)  # estimator scores vs these accuracies, per target
+    from tlbench.report.robust import render_robust, robust_summary
+
+    render_robust(robust_summary(results), console)  # IQM and P(improve) when methods share several pairs
     render_selection(results, console)  # search trials: every validator's pick, the oracle's, regret, Kendall tau
     failed = failures(results)
     if failed:

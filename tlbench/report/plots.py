@@ -18,11 +18,13 @@ PLOT_FILES = {
     "shots": "accuracy_vs_shots.png",
     "latency": "accuracy_vs_latency.png",
     "gain": "best_gain_heatmap.png",
+    "robust": "robust_iqm.png",
 }
 PLOT_TITLES = {
     "shots": "Target accuracy vs labeled target shots per class (mean ± std over seeds)",
     "latency": "Target accuracy vs ORT latency, Pareto front in red",
     "gain": "Best gain over scratch per source x target",
+    "robust": "Interquartile mean of target accuracy across pairs, 95% stratified-bootstrap intervals",
 }
 
 
@@ -187,11 +189,31 @@ def best_gain_heatmap(rows: list[dict], path) -> Path:
     return _save(fig, path)
 
 
-def write_plots(rows: list[dict], target) -> list[Path]:
+def robust_iqm(results: list[dict], path) -> Path:
+    """IQM per method with its interval (tlbench.report.robust), one bar per method."""
+    from tlbench.report.robust import robust_summary
+
+    summary = robust_summary(results or [])
+    if summary is None:
+        return _empty(path, "no robust aggregate: fewer than two methods share two or more tasks")
+    methods = [row["method"] for row in summary["rows"]][::-1]
+    values = [100 * row["iqm"] for row in summary["rows"]][::-1]
+    errors = [[100 * (row["iqm"] - row["iqm_ci"][0]) for row in summary["rows"]][::-1],
+              [100 * (row["iqm_ci"][1] - row["iqm"]) for row in summary["rows"]][::-1]]
+    fig, ax = plt.subplots(figsize=(6.5, 0.5 * len(methods) + 1.6))
+    ax.barh(methods, values, xerr=errors, color="#4c72b0", capsize=3)
+    ax.set_xlabel("IQM of target accuracy (%)")
+    ax.set_title(f"{len(summary['tasks'])} tasks x {len(summary['seeds'])} seed(s)"
+                 + (" (fewer than 3 seeds)" if summary["warning"] else ""), fontsize=9)
+    return _save(fig, path)
+
+
+def write_plots(rows: list[dict], target, results: list[dict] | None = None) -> list[Path]:
     """``target`` ending in ``.png``: the accuracy-vs-shots plot there; otherwise a directory
-    that receives every plot in ``PLOT_FILES``."""
+    that receives every plot in ``PLOT_FILES`` (the robust one from the unaggregated ``results``)."""
     target = Path(target)
     if target.suffix.lower() == ".png":
         return [accuracy_vs_shots(rows, target)]
     makers = {"shots": accuracy_vs_shots, "latency": accuracy_vs_latency, "gain": best_gain_heatmap}
-    return [make(rows, target / PLOT_FILES[kind]) for kind, make in makers.items()]
+    return ([make(rows, target / PLOT_FILES[kind]) for kind, make in makers.items()]
+            + [robust_iqm(results or [], target / PLOT_FILES["robust"])])
