@@ -308,3 +308,16 @@ def test_predict_warns_on_an_inverted_digit_not_on_a_test_digit(registry, digits
         warned = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
         assert len(warned) == 3 and all("inverted" in line and "unlike the training inputs" in line for line in warned)
         assert [("warning" in a) for a in answers] == [False] * 3 + [True] * 3
+
+
+def test_verify_reruns_a_real_digits_cell_identically(digits_run, tmp_path):
+    """`tlbench verify` on a finished real cell (MNIST -> UCI, the default grid's pair) re-runs it
+    from its recorded spec in a scratch folder and gets the same numbers."""
+    import shutil
+
+    _, run_dir = digits_run
+    runs = tmp_path / "runs"
+    shutil.copytree(run_dir, runs / run_dir.name, ignore=shutil.ignore_patterns("*.onnx", "*.pt"))
+    done = run_cli("verify", runs, "--json")
+    report = json.loads(done.stdout)
+    assert done.returncode == 0 and report["cells"][0]["verdict"] == "identical", done.stdout + done.stderr
