@@ -278,6 +278,15 @@ def main(argv=None) -> int:
         for n in sizes[:2]:
             shutil.rmtree(args.root / f"runs{n}", ignore_errors=True)  # a finished grid would be skipped
         info["grid"] = {n: grid_run(folders[n], caches / f"grid{n}", args.root / f"runs{n}") for n in sizes[:2]}
+    else:  # keep the last --grid run's rows, saying when they were measured
+        try:
+            previous = json.loads((OUT / "data_pipeline.json").read_text())
+        except (OSError, ValueError):
+            previous = {}
+        if previous.get("grid"):
+            info["grid"] = previous["grid"]
+            info["note"] = (f"The grid rows come from the `--grid` run of {previous['machine'].get('date', '?')} "
+                            f"(same machine; not re-run here).")
     info["total_seconds"] = round(time.perf_counter() - start, 1)
     report(info)
     return 0

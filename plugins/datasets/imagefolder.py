@@ -16,12 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from tlbench import hookimpl
-from tlbench.plugin.contracts import IMAGE, Dataset, DomainData, Preprocessing, Split
+from tlbench.plugin.contracts import IMAGE, Dataset, DomainData, Preprocessing
 from tlbench.plugin.errors import UserError
-from tlbench.plugin.sources import ImageFiles, decode_image, normalise_pixels
+from tlbench.plugin.sources import image_files_split
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -100,14 +99,8 @@ class ImageFolderDomains(Dataset):
         if not train_paths or not test_paths:
             raise UserError(f"imagefolder domain {domain!r} has too few images for a train/test split")
 
-        def split(items) -> Split:
-            labels = torch.tensor([label for _, label in items], dtype=torch.long)
-            if self.lazy:
-                return Split(ImageFiles([str(path) for path, _ in items]), labels)
-            pixels = np.stack([decode_image(str(path), self.size, self.size) for path, _ in items])
-            return Split(normalise_pixels(torch.from_numpy(pixels), self.preprocessing), labels)
-
-        return DomainData(split(train_paths), split(test_paths))
+        return DomainData(image_files_split(train_paths, self.preprocessing, self.lazy),
+                          image_files_split(test_paths, self.preprocessing, self.lazy))
 
 
 @hookimpl

@@ -28,11 +28,11 @@ def test_probability_of_improvement_by_hand():
 def test_the_bootstrap_interval_holds_the_estimate_and_collapses_without_spread():
     rng = np.random.default_rng(1)
     scores = rng.uniform(0.6, 0.9, size=(5, 4))
-    low, high = stratified_bootstrap(iqm, [scores], reps=500)
+    low, high = stratified_bootstrap("iqm", [scores], reps=500)
     assert low <= iqm(scores) <= high and high - low > 0
-    assert stratified_bootstrap(iqm, [scores], reps=500) == (low, high)  # seeded
+    assert stratified_bootstrap("iqm", [scores], reps=500) == (low, high)  # seeded
     flat = np.full((3, 4), 0.7)
-    assert stratified_bootstrap(iqm, [flat], reps=200) == pytest.approx((0.7, 0.7))
+    assert stratified_bootstrap("iqm", [flat], reps=200) == pytest.approx((0.7, 0.7))
 
 
 def _results(seeds):

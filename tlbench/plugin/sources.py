@@ -145,3 +145,19 @@ def _resized(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
 
     out = resize(torch.from_numpy(np.ascontiguousarray(pixels)), [height, width], antialias=True)
     return np.ascontiguousarray(out.numpy())
+
+
+def image_files_split(items, preprocessing, lazy: bool = True):
+    """``[(path, label), ...]`` as a :class:`~tlbench.plugin.contracts.Split`: lazy
+    :class:`ImageFiles` (decoded once into the core's decode cache), or every image decoded now at
+    ``preprocessing.input_shape`` and normalised (the same pixels either way)."""
+    import torch
+
+    from tlbench.plugin.contracts import Split
+
+    labels = torch.tensor([label for _, label in items], dtype=torch.long)
+    if lazy:
+        return Split(ImageFiles([str(path) for path, _ in items]), labels)
+    channels, height, width = preprocessing.input_shape
+    pixels = np.stack([decode_image(str(path), height, width, channels) for path, _ in items])
+    return Split(normalise_pixels(torch.from_numpy(pixels), preprocessing), labels)

@@ -23,36 +23,44 @@ REPS = 2000
 MIN_SEEDS = 3
 
 
+def _iqm(batch: np.ndarray) -> np.ndarray:
+    """IQM of each leading-axis slice of ``batch`` (reps, runs, tasks)."""
+    flat = np.sort(batch.reshape(batch.shape[0], -1), axis=1)
+    cut = int(0.25 * flat.shape[1])
+    return flat[:, cut:flat.shape[1] - cut].mean(axis=1)
+
+
+def _improvement(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """P(X > Y) + P(X = Y) / 2 per leading-axis slice of ``x`` (reps, runs, tasks) and ``y``."""
+    a, b = x[:, :, None, :], y[:, None, :, :]
+    return ((a > b) + 0.5 * (a == b)).mean(axis=(1, 2)).mean(axis=1)
+
+
 def iqm(scores: np.ndarray) -> float:
     """The mean of the middle 50 % of all scores (25 % cut from each end, as scipy's trim_mean)."""
-    flat = np.sort(np.asarray(scores, dtype=float).reshape(-1))
-    cut = int(0.25 * flat.size)
-    return float(flat[cut:flat.size - cut].mean())
+    return float(_iqm(np.asarray(scores, dtype=float).reshape(1, -1, 1))[0])
 
 
 def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
     """P(X > Y) + P(X = Y) / 2 for a run of ``x`` against a run of ``y`` on the same task,
     averaged over tasks (columns)."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    per_task = []
-    for task in range(x.shape[1]):
-        a, b = x[:, task][:, None], y[:, task][None, :]
-        per_task.append(float(np.mean((a > b) + 0.5 * (a == b))))
-    return float(np.mean(per_task))
+    return float(_improvement(np.asarray(x, dtype=float)[None], np.asarray(y, dtype=float)[None])[0])
 
 
-def stratified_bootstrap(statistic, matrices: list[np.ndarray], reps: int = REPS, seed: int = 0) -> tuple[float, float]:
-    """95 % percentile interval of ``statistic(*matrices)`` when each matrix's runs are resampled
-    with replacement within every task (column), independently per matrix."""
+STATISTICS = {"iqm": _iqm, "improvement": _improvement}
+
+
+def stratified_bootstrap(statistic: str, matrices: list[np.ndarray], reps: int = REPS, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile interval of ``statistic`` (``iqm`` or ``improvement``) when each matrix's
+    runs are resampled with replacement within every task (column), independently per matrix;
+    all ``reps`` resamples are drawn and computed at once."""
     rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(reps):
-        resampled = []
-        for m in matrices:
-            rows = rng.integers(0, m.shape[0], size=m.shape)  # per task, runs drawn with replacement
-            resampled.append(np.take_along_axis(m, rows, axis=0))
-        values.append(statistic(*resampled))
-    low, high = np.percentile(values, [2.5, 97.5])
+    resampled = []
+    for m in matrices:
+        m = np.asarray(m, dtype=float)
+        rows = rng.integers(0, m.shape[0], size=(reps, *m.shape))  # per task, runs drawn with replacement
+        resampled.append(np.take_along_axis(np.broadcast_to(m, (reps, *m.shape)), rows, axis=1))
+    low, high = np.percentile(STATISTICS[statistic](*resampled), [2.5, 97.5])
     return float(low), float(high)
 
 
@@ -85,10 +93,10 @@ def robust_summary(results: list[dict], baseline: str | None = None, reps: int =
         baseline = "finetune/none" if "finetune/none" in scores else next(iter(scores))
     rows = []
     for method, matrix in scores.items():
-        row = {"method": method, "iqm": iqm(matrix), "iqm_ci": stratified_bootstrap(iqm, [matrix], reps)}
+        row = {"method": method, "iqm": iqm(matrix), "iqm_ci": stratified_bootstrap("iqm", [matrix], reps)}
         if method != baseline and baseline in scores:
             row["p_improve"] = probability_of_improvement(matrix, scores[baseline])
-            row["p_improve_ci"] = stratified_bootstrap(probability_of_improvement, [matrix, scores[baseline]], reps)
+            row["p_improve_ci"] = stratified_bootstrap("improvement", [matrix, scores[baseline]], reps)
         rows.append(row)
     rows.sort(key=lambda row: -row["iqm"])
     warning = (f"{len(seeds)} seed(s) per task: fewer than {MIN_SEEDS}, so these intervals rest on too few runs to "

@@ -88,13 +88,21 @@ class CachedPixels:
                 pass
 
 
+_VERIFIED: set[tuple] = set()  # data files whose digest this process checked, by _stamp
+
+
+def _stamp(path: Path, stat) -> tuple:
+    """What identifies one version of a data file: any write changes its change time."""
+    return (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+
+
 class DecodeCache:
     """The cache folder (``directory``) with its size limit (``max_bytes``; 0 = none)."""
 
     def __init__(self, directory=None, max_bytes: float = 0, workers: int = 0, log=print):
         self.directory = Path(directory).expanduser() if directory else default_cache_dir()
         self.max_bytes, self.workers, self.log = float(max_bytes), int(workers), log
-        self._verified: set[tuple[str, int]] = set()
+        self._verified = _VERIFIED  # shared by every cache object of this process
 
     def pixels(self, paths, shape, label: str = "images") -> CachedPixels:
         """The entry for ``paths`` decoded at ``shape`` = (channels, height, width): found, or built now."""
@@ -130,7 +138,7 @@ class DecodeCache:
             return "missing its data file"
         if stat.st_size != expected or record.get("bytes") != expected:
             return f"truncated ({stat.st_size:,} of {expected:,} bytes)"
-        stamp = (str(data), stat.st_mtime_ns)
+        stamp = _stamp(data, stat)
         if stamp not in self._verified:
             if _sha256(data) != record.get("sha256"):
                 return "corrupted (its content digest differs)"
@@ -171,7 +179,7 @@ class DecodeCache:
             tmp.unlink(missing_ok=True)
             raise
         seconds = time.perf_counter() - start
-        self._verified.add((str(data), data.stat().st_mtime_ns))
+        self._verified.add(_stamp(data, data.stat()))
         self.log(f"decoded {len(paths):,} {label} at {shape[1]}x{shape[2]} in {seconds:.1f}s "
                  f"({len(paths) / max(seconds, 1e-9):,.0f} img/s) into {data} ({need / 1e6:,.0f} MB)")
 

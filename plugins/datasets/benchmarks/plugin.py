@@ -7,12 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from tlbench import hookimpl
-from tlbench.plugin.contracts import IMAGE, Dataset, DomainData, Preprocessing, Split
+from tlbench.plugin.contracts import IMAGE, Dataset, DomainData, Preprocessing
 from tlbench.plugin.errors import UserError
-from tlbench.plugin.sources import ImageFiles, decode_image, normalise_pixels
+from tlbench.plugin.sources import image_files_split
 
 from tlbench_plugins.datasets.benchmarks import layout
 from tlbench_plugins.datasets.benchmarks.fetching import download_domain
@@ -94,14 +93,8 @@ class NamedBenchmark(Dataset):
             raise UserError(f"{self.BENCHMARK.name} has no domain {domain!r}; use one of {', '.join(self.domains)}")
         train, test = self.split_items(domain)
 
-        def split(items) -> Split:
-            labels = torch.tensor([label for _, label in items], dtype=torch.long)
-            if self.lazy:
-                return Split(ImageFiles([str(path) for path, _ in items]), labels)
-            pixels = np.stack([decode_image(str(path), self.size, self.size) for path, _ in items])
-            return Split(normalise_pixels(torch.from_numpy(pixels), self.preprocessing), labels)
-
-        return DomainData(split(train), split(test))
+        return DomainData(image_files_split(train, self.preprocessing, self.lazy),
+                          image_files_split(test, self.preprocessing, self.lazy))
 
 
 def _doc(b: Benchmark) -> str:
