@@ -284,7 +284,7 @@ def main(argv=None) -> int:
         except (OSError, ValueError):
             previous = {}
         if previous.get("grid"):
-            info["grid"] = previous["grid"]
+            info["grid"] = {int(n): g for n, g in previous["grid"].items()}
             info["note"] = (f"The grid rows come from the `--grid` run of {previous['machine'].get('date', '?')} "
                             f"(same machine; not re-run here).")
     info["total_seconds"] = round(time.perf_counter() - start, 1)
@@ -317,7 +317,7 @@ def report(info: dict) -> None:
     for n, g in (info.get("grid") or {}).items():
         rows.append([f"grid (resnet18 224 px, none+dann, tllib), {n:,} images/domain",
                      f"{g['peak_rss_mb']:,.0f} MB peak RSS" if g["ok"] else "FAILED", f"{g['wall_s']:.0f} s wall"])
-    summary = (f"`python benchmarks/data_pipeline.py{' --grid' if info.get('grid') else ''}` "
+    summary = (f"`python benchmarks/data_pipeline.py{' --grid' if info.get('grid') and not info.get('note') else ''}` "
                f"({info['total_seconds']:.0f} s in all, {info['workers']} workers, "
                f"batch {BATCH}, 224 px, tllib preset). Peak RSS of the data path at {sizes[-1]:,} images per domain is "
                f"{last_mem / first_mem:.2f}x that at {sizes[0]:,}. CPU flags: {', '.join(info['cpu_flags']) or 'none listed'}.")
