@@ -19,6 +19,7 @@ def run_grid(grid, *, results_dir=None, device: str = "auto", plugins_dirs=(), q
     from tlbench.grid import DEFAULT_RESULTS_DIR, expand, read_grid_file
     from tlbench.plugin.discovery import load_plugins
     from tlbench.search.driver import run_search
+    from tlbench.search.trials import expand_search
     from tlbench.utils.environment import resolve_device
 
     if isinstance(grid, (str, Path)):
@@ -40,7 +41,6 @@ def run_grid(grid, *, results_dir=None, device: str = "auto", plugins_dirs=(), q
         return run_cells(todo, registry, directory, target, console, settings, [str(d) for d in plugins_dirs])
 
     run_search(config, registry, specs, run, None, log=console.print)
-    ids = {run_id for spec in specs for run_id in spec.accepted_ids}
-    found = load_results(directory)
-    mine = [r for r in found.runs if r.get("run_id") in ids or (r.get("trial") and config.get("search"))]
-    return Results(mine, Path(directory))
+    cells = expand_search(config, registry, specs)  # a search's trials (replayed from the results), else specs
+    ids = {run_id for spec in cells for run_id in spec.accepted_ids}
+    return Results([r for r in load_results(directory).runs if r.get("run_id") in ids], Path(directory))

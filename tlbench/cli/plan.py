@@ -8,12 +8,9 @@ from pathlib import Path
 
 def describe_plan(specs, registry, results_dir: str, device: str) -> str:
     """One paragraph: cells, how many are finished, source models to train, pairs, device."""
-    from tlbench.execution.results import finished_run_ids
-    from tlbench.execution.grid_runner import plan
+    from tlbench.execution.grid_runner import finished_and_todo, plan
 
-    folder = Path(results_dir)
-    done = finished_run_ids(folder) if folder.exists() else set()
-    todo = [s for s in specs if done.isdisjoint(s.accepted_ids)]
+    _, todo = finished_and_todo(specs, Path(results_dir))
     sources, cells = plan(todo, registry)
     pairs = sorted({f"{s.source}->{s.target}" for s in specs})
     shown = ", ".join(pairs[:4]) + (f" and {len(pairs) - 4} more" if len(pairs) > 4 else "")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from tlbench.execution.audit import split_fingerprint
 from tlbench.grid.dataset_options import built_dataset, dataset_key, label_space
 from tlbench.grid.domains import is_pretrained, parse_domain
 from tlbench.plugin.contracts import DomainData, Split
@@ -45,6 +46,7 @@ class DomainCache:
         self.registry = registry
         self.datasets: dict[str, object] = {}
         self.domains: dict[str, DomainData] = {}
+        self.prints: dict[str, dict[str, str]] = {}
 
     def dataset(self, name: str, options: dict | None = None):
         """The dataset ``name`` built with ``options``."""
@@ -63,6 +65,15 @@ class DomainCache:
         if indices is not None:
             data = DomainData(restrict(data.train, indices), restrict(data.test, indices))
         return TaskView(dataset, names), data
+
+    def fingerprints(self, value: str, options: dict | None = None) -> dict[str, str]:
+        """``{"train": ..., "test": ...}`` fingerprints of the splits :meth:`domain` gives (computed
+        once per process: a folder of image files is stat'ed file by file)."""
+        key = dataset_key(parse_domain(value).qualified, options or {})
+        if key not in self.prints:
+            data = self.domain(value, options)[1]
+            self.prints[key] = {"train": split_fingerprint(data.train), "test": split_fingerprint(data.test)}
+        return self.prints[key]
 
 
 def _rows_of(split: Split) -> Split:

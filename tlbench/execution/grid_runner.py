@@ -73,6 +73,12 @@ def print_resume(console: Console, summary: str) -> None:
     console.print(resume_command(), soft_wrap=True, markup=False, highlight=False, emoji=False)
 
 
+def finished_and_todo(specs, results_dir) -> tuple[set[str], list]:
+    """(the run ids finished under ``results_dir``, the specs that are not): what a run skips."""
+    done = finished_run_ids(results_dir) if Path(results_dir).exists() else set()
+    return done, [s for s in specs if done.isdisjoint(s.accepted_ids)]
+
+
 def run_grid(specs, registry, results_dir, device: str, console: Console | None = None,
              settings: ExecutorSettings | None = None, plugins_dirs=(), render=None) -> int:
     """Run every unfinished spec; show the grid's results with ``render(results, console)`` (the
@@ -80,8 +86,7 @@ def run_grid(specs, registry, results_dir, device: str, console: Console | None 
     console = console or Console()
     settings = settings or ExecutorSettings()
     results_dir = Path(results_dir).resolve()
-    done = finished_run_ids(results_dir) if results_dir.exists() else set()
-    todo = [s for s in specs if done.isdisjoint(s.accepted_ids)]
+    done, todo = finished_and_todo(specs, results_dir)
     source_tasks, cell_tasks = plan(todo, registry)
     left = sum(claims.left_behind(worker.claim_path(results_dir, s)) for s in todo)
     for spec in specs:  # killed between writing its result and dropping its claim: tidy up

@@ -37,16 +37,15 @@ def prediction_arrays(split: str, logits: torch.Tensor, labels: torch.Tensor, k:
     }
 
 
-def save_predictions(run_dir, splits: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> Path:
-    """``splits``: name -> (logits, labels); written atomically as ``predictions.npz``."""
+def save_predictions(run_dir, splits: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, np.ndarray]:
+    """``splits``: name -> (logits, labels); written atomically as ``predictions.npz``. Returns the arrays written."""
     arrays = {}
     for split, (logits, labels) in splits.items():
         arrays.update(prediction_arrays(split, logits, labels))
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    path = Path(run_dir) / PREDICTIONS_FILE
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    atomic_write_bytes(Path(run_dir) / PREDICTIONS_FILE, buffer.getvalue())
+    return arrays
 
 
 def load_predictions(run_dir) -> dict[str, np.ndarray] | None:
@@ -63,20 +62,13 @@ def load_predictions(run_dir) -> dict[str, np.ndarray] | None:
 
 def record_predictions(run_dir, target_test, target_logits, source_test, source_logits) -> dict:
     """Save the predictions of a cell's test splits and return the result fields they give:
-    ``metrics`` (every metric of each split, from the saved arrays) and ``predictions_file``."""
+    ``metrics`` (every metric of each split, from the arrays saved) and ``predictions_file``."""
     splits = {"target": (target_logits, target_test.y)}
     if source_logits is not None:
         splits["source"] = (source_logits, source_test.y)
-    save_predictions(run_dir, splits)
-    return {"metrics": metrics_of(load_predictions(run_dir), len_classes(target_logits, source_logits)),
-            "predictions_file": PREDICTIONS_FILE}
-
-
-def len_classes(target_logits, source_logits) -> dict[str, int]:
-    out = {"target": int(target_logits.shape[1])}
-    if source_logits is not None:
-        out["source"] = int(source_logits.shape[1])
-    return out
+    arrays = save_predictions(run_dir, splits)
+    classes = {split: int(logits.shape[1]) for split, (logits, _) in splits.items()}
+    return {"metrics": metrics_of(arrays, classes), "predictions_file": PREDICTIONS_FILE}
 
 
 def metrics_of(arrays: dict[str, np.ndarray], classes: dict[str, int] | None = None) -> dict[str, dict]:

@@ -30,7 +30,7 @@ from tlbench.execution.deployment import deploy_cell
 from tlbench.training.speed import HostTensor, SpeedSettings, resolve_speed
 from tlbench.execution.evaluation import eval_rows, evaluate_cell
 from tlbench.execution.predictions import record_predictions
-from tlbench.execution.audit import audit_record, split_fingerprint
+from tlbench.execution.audit import audit_record
 from tlbench.training.loop import pretrain_source, transfer
 from tlbench.training.optim import recipe_of, transfer_recipe
 from tlbench.transferability.cell import cell_transferability
@@ -102,10 +102,15 @@ class Runner:
             data["source_test"] = fit(src.test, src_ds.preprocessing, f"{spec.source} test")
         data["source_classes"] = None if src_ds is None else src_ds.classes
         data["source_preprocessing"] = None if src_ds is None else src_ds.preprocessing
-        data["fingerprints"] = {"target_train": split_fingerprint(tgt.train), "target_test": split_fingerprint(tgt.test),
-                                "source_train": None if src is None else split_fingerprint(src.train),
-                                "source_test": None if src is None else split_fingerprint(src.test)}
         return backbone, tgt_ds, shape, data
+
+    def fingerprints(self, spec: RunSpec) -> dict[str, str | None]:
+        """The data fingerprints of ``spec``'s four splits (None for a pretrained source's)."""
+        target = self._data.fingerprints(spec.target, spec.options_of_dataset(dataset_name(spec.target)))
+        source = (self._data.fingerprints(spec.source, spec.options_of_dataset(dataset_name(spec.source)))
+                  if source_is_data(spec) else {"train": None, "test": None})
+        return {"source_train": source["train"], "source_test": source["test"],
+                "target_train": target["train"], "target_test": target["test"]}
 
     def _decode_cache(self, train) -> DecodeCache:
         """The decode cache ``train`` names (one object per folder, so digests are checked once)."""
@@ -311,7 +316,7 @@ class Runner:
             "strategy_summary": strategy.summary(),
             "final_loss_terms": stats.last_terms,
             "transferability": transferability,
-            "audit": audit_record(data["fingerprints"]),
+            "audit": audit_record(self.fingerprints(spec)),
             "model_selection": spec.train.model_selection,
             **(selector.as_dict() if selector is not None else {}),
             **score_validators(self.registry, model, source_val, data["target_train"].x, target_test, batch, spec.seed),

@@ -330,16 +330,17 @@ def render(results: list[dict], console=None, columns: str | None = None, select
     rows = aggregate(results)
     if not rows:
         console.print("[yellow]no successful runs to rank[/]")
-    keys = choose_columns(columns, rows)
+    chosen = choose_columns(columns, rows)
+    fit = columns is None or columns.strip() == "default"  # the default table fits the terminal
     left_out: dict[str, None] = {}
     for pair, group in pair_groups(rows).items():
         table = Table(title=pair, caption=caption(group), title_justify="left", caption_justify="left")
         ids = list(ID_COLUMNS) + (["model_selection"] if show_selection_column(group) else [])
-        headers = {k: COLUMNS[k].header for k in COLUMNS}
-        if columns is None or columns.strip() == "default":  # the default table fits the terminal
-            widths = {k: column_width(COLUMNS[k].header, [COLUMNS[k].text(r) + "  " for r in group]) for k in COLUMNS}
+        keys, headers = chosen, {k: COLUMNS[k].header for k in chosen}
+        if fit:
+            widths = {k: column_width(COLUMNS[k].header, [COLUMNS[k].text(r) + "  " for r in group]) for k in chosen}
             fixed = sum(column_width(c, [id_text(r, c) for r in group]) for c in ids)
-            keys, dropped = fit_keys(choose_columns(columns, rows), widths, fixed, console.width)
+            keys, dropped = fit_keys(chosen, widths, fixed, console.width)
             left_out.update(dict.fromkeys(dropped))
             headers = {k: wrap_header(COLUMNS[k].header, widths[k]) for k in keys}
         for col in ids:

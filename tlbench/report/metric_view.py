@@ -3,13 +3,12 @@ test split, recomputed from each run's saved predictions (tlbench.execution.pred
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from tlbench.execution.predictions import load_predictions
+from tlbench.execution.predictions import load_predictions, metrics_of
 from tlbench.execution.results import RESULT_FILE
 from tlbench.plugin.errors import UserError, closest_first
-from tlbench.utils.metrics import METRICS, classification_metrics
+from tlbench.utils.metrics import METRICS
 
 
 def check_metric(name: str) -> str:
@@ -19,12 +18,10 @@ def check_metric(name: str) -> str:
 
 
 def _run_dirs(directory: Path) -> dict[str, Path]:
+    """run id -> its folder; a run folder's name ends with ``__<run id>`` (RunSpec.stored_dirnames)."""
     out = {}
     for path in sorted(Path(directory).glob(f"*/{RESULT_FILE}")):
-        try:
-            out.setdefault(json.loads(path.read_text(encoding="utf-8")).get("run_id"), path.parent)
-        except (OSError, ValueError):
-            continue
+        out.setdefault(path.parent.name.rsplit("__", 1)[-1], path.parent)
     return out
 
 
@@ -34,7 +31,7 @@ def target_metric(result: dict, run_dir: Path | None, metric: str) -> float | No
     arrays = load_predictions(run_dir) if run_dir is not None else None
     if arrays is not None and "target_label" in arrays:
         classes = len(result.get("target_classes") or []) or None
-        return classification_metrics(arrays["target_label"], arrays["target_pred"], classes)[metric]
+        return metrics_of(arrays, {"target": classes})["target"][metric]
     return ((result.get("metrics") or {}).get("target") or {}).get(metric)
 
 

@@ -102,7 +102,6 @@ class DecodeCache:
     def __init__(self, directory=None, max_bytes: float = 0, workers: int = 0, log=print):
         self.directory = Path(directory).expanduser() if directory else default_cache_dir()
         self.max_bytes, self.workers, self.log = float(max_bytes), int(workers), log
-        self._verified = _VERIFIED  # shared by every cache object of this process
 
     def pixels(self, paths, shape, label: str = "images") -> CachedPixels:
         """The entry for ``paths`` decoded at ``shape`` = (channels, height, width): found, or built now."""
@@ -139,10 +138,10 @@ class DecodeCache:
         if stat.st_size != expected or record.get("bytes") != expected:
             return f"truncated ({stat.st_size:,} of {expected:,} bytes)"
         stamp = _stamp(data, stat)
-        if stamp not in self._verified:
+        if stamp not in _VERIFIED:
             if _sha256(data) != record.get("sha256"):
                 return "corrupted (its content digest differs)"
-            self._verified.add(stamp)
+            _VERIFIED.add(stamp)
         return None
 
     # -- building ---------------------------------------------------------------------------------
@@ -179,7 +178,7 @@ class DecodeCache:
             tmp.unlink(missing_ok=True)
             raise
         seconds = time.perf_counter() - start
-        self._verified.add(_stamp(data, data.stat()))
+        _VERIFIED.add(_stamp(data, data.stat()))
         self.log(f"decoded {len(paths):,} {label} at {shape[1]}x{shape[2]} in {seconds:.1f}s "
                  f"({len(paths) / max(seconds, 1e-9):,.0f} img/s) into {data} ({need / 1e6:,.0f} MB)")
 

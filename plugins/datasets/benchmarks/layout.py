@@ -64,14 +64,16 @@ def _images(folder: Path) -> list[Path]:
 
 
 def list_path(benchmark: Benchmark, root: Path, domain: str, split: str) -> Path:
-    return root / benchmark.list_files[split].format(domain=domain)
+    """The list file of ``split``; a missing one is a one-line UserError."""
+    path = root / benchmark.list_files[split].format(domain=domain)
+    if not path.is_file():
+        raise UserError(f"{benchmark.name}: list file {str(path)!r} is missing; expected {benchmark.layout_text}")
+    return path
 
 
 def _read_list(benchmark: Benchmark, root: Path, domain: str, split: str) -> list[tuple[Path, int]]:
     """A list file's ``(path, label)`` items; a missing file or a malformed line is one line."""
     path = list_path(benchmark, root, domain, split)
-    if not path.is_file():
-        raise UserError(f"{benchmark.name}: list file {str(path)!r} is missing; expected {benchmark.layout_text}")
     base = domain_dir(benchmark, root, domain) if benchmark.paths_from_domain else root
     items = []
     for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
@@ -106,9 +108,7 @@ def check(benchmark: Benchmark, root: Path, domain: str) -> None:
     else:
         domain_dir(benchmark, root, domain)
         for split in benchmark.list_files:
-            if not list_path(benchmark, root, domain, split).is_file():
-                raise UserError(f"{benchmark.name}: list file {str(list_path(benchmark, root, domain, split))!r} is "
-                                f"missing; expected {benchmark.layout_text}")
+            list_path(benchmark, root, domain, split)
 
 
 def read(benchmark: Benchmark, root: Path, domain: str) -> dict[str, list[tuple[Path, int]]]:

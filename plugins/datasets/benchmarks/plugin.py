@@ -75,8 +75,9 @@ class NamedBenchmark(Dataset):
         """The domain's folders and list files are where the published layout puts them; with
         ``download`` (``--download``) a missing domain is fetched first."""
         if self.download:
-            download_domain(self.BENCHMARK, self.root, domain, self.download_url)
-        layout.check(self.BENCHMARK, self.root, domain)
+            download_domain(self.BENCHMARK, self.root, domain, self.download_url)  # checks the layout it leaves
+        else:
+            layout.check(self.BENCHMARK, self.root, domain)
 
     def split_items(self, domain: str) -> tuple[list, list]:
         """(train, test) ``(path, label)`` items of ``domain`` under the chosen split rule."""
