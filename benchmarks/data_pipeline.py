@@ -109,6 +109,7 @@ def _tlbench(path):
 def decoders(paths) -> dict:
     import torch
 
+    threads = torch.get_num_threads()  # restored below: the throughput runs use every thread
     torch.set_num_threads(1)
     found = {"pillow": _pillow, "pillow + draft": _pillow_draft, "torchvision.io.decode_jpeg (tlbench's decode_image)": _tlbench}
     try:
@@ -131,6 +132,7 @@ def decoders(paths) -> dict:
         for path in paths:
             fn(path)
         out[name] = round(len(paths) / (time.perf_counter() - start), 1)
+    torch.set_num_threads(threads)
     return out
 
 
@@ -222,7 +224,7 @@ def child_data_path(folder: Path, cache_dir: Path, workers: int) -> None:
 
 
 def grid_run(folder: Path, cache_dir: Path, results: Path) -> dict:
-    """A real grid on ``folder`` under /usr/bin/time: peak RSS (MB) and wall seconds."""
+    """A real grid on ``folder`` under /usr/bin/time: peak RSS (MiB) and wall seconds."""
     cmd = ["/usr/bin/time", "-f", "%M %e", sys.executable, "-m", "tlbench.cli.main", "run", "--backbone", "resnet18",
            "--source", f"imagefolder:{DOMAINS[0]}", "--target", f"imagefolder:{DOMAINS[1]}", "--data-root", str(folder),
            "--strategy", "finetune", "--loss", "none,dann", "--shots", "0", "--seeds", "0",
@@ -278,6 +280,7 @@ def main(argv=None) -> int:
         for n in sizes[:2]:
             shutil.rmtree(args.root / f"runs{n}", ignore_errors=True)  # a finished grid would be skipped
         info["grid"] = {n: grid_run(folders[n], caches / f"grid{n}", args.root / f"runs{n}") for n in sizes[:2]}
+        info["grid_date"] = info["machine"].get("date", "?")
     else:  # keep the last --grid run's rows, saying when they were measured
         try:
             previous = json.loads((OUT / "data_pipeline.json").read_text())
@@ -285,7 +288,8 @@ def main(argv=None) -> int:
             previous = {}
         if previous.get("grid"):
             info["grid"] = {int(n): g for n, g in previous["grid"].items()}
-            info["note"] = (f"The grid rows come from the `--grid` run of {previous['machine'].get('date', '?')} "
+            info["grid_date"] = previous.get("grid_date", previous["machine"].get("date", "?"))
+            info["note"] = (f"The grid rows come from the `--grid` run of {info['grid_date']} "
                             f"(same machine; not re-run here).")
     info["total_seconds"] = round(time.perf_counter() - start, 1)
     report(info)
@@ -311,12 +315,12 @@ def report(info: dict) -> None:
                  f"data time {first['seconds'] / cached['seconds']:.1f}x shorter than the first cell"])
     for n in sizes:
         m = mem[n] if n in mem else mem[str(n)]
-        rows.append([f"peak RSS, data path, {n:,} images/domain", f"{m['peak_rss_mb']:,.0f} MB",
-                     f"{m['train_images']} train + {m['test_images']} test images; workers' peak {m['peak_child_rss_mb']:,.0f} MB"])
-    first_mem, last_mem = mem[sizes[0]]["peak_rss_mb"], mem[sizes[-1]]["peak_rss_mb"]
+        rows.append([f"peak RSS, data path, {n:,} images/domain", f"{m['peak_rss_mb']:,.0f} MiB",
+                     f"{m['train_images']} train + {m['test_images']} test images; workers' peak {m['peak_child_rss_mb']:,.0f} MiB"])
+    first_mem, last_mem = (mem.get(n, mem.get(str(n)))["peak_rss_mb"] for n in (sizes[0], sizes[-1]))
     for n, g in (info.get("grid") or {}).items():
         rows.append([f"grid (resnet18 224 px, none+dann, tllib), {n:,} images/domain",
-                     f"{g['peak_rss_mb']:,.0f} MB peak RSS" if g["ok"] else "FAILED", f"{g['wall_s']:.0f} s wall"])
+                     f"{g['peak_rss_mb']:,.0f} MiB peak RSS" if g["ok"] else "FAILED", f"{g['wall_s']:.0f} s wall"])
     summary = (f"`python benchmarks/data_pipeline.py{' --grid' if info.get('grid') and not info.get('note') else ''}` "
                f"({info['total_seconds']:.0f} s in all, {info['workers']} workers, "
                f"batch {BATCH}, 224 px, tllib preset). Peak RSS of the data path at {sizes[-1]:,} images per domain is "

@@ -139,3 +139,56 @@ def test_a_cell_augments_training_batches_only(tmp_path, monkeypatch):
     assert result["status"] == "ok", result.get("error")
     # source training (1 epoch of toy:a) plus 4 transfer steps of 3 parts (shots, source, unlabeled)
     assert len(calls) > 12 and result["train"]["augment"] == "domainbed"
+
+
+@pytest.mark.parametrize("height,width", [(40, 40), (224, 224), (300, 200), (3, 120), (120, 3), (1, 1)])
+def test_crop_parameters_are_torchvisions_draw_for_draw(height, width):
+    """The fast planner draws the same crops as RandomResizedCrop.make_params from the same
+    generator state, the centred fallback included (thin images make every try fail)."""
+    from torchvision.transforms import v2
+
+    for scale in ((0.08, 1.0), (0.7, 1.0)):
+        step = v2.RandomResizedCrop((16, 16), scale=scale, antialias=True)
+        image = torch.zeros(3, height, width, dtype=torch.uint8)
+        for seed in range(40):
+            torch.manual_seed(seed)
+            ours = presets._crop_params(step, height, width)
+            after_ours = torch.rand(1)
+            torch.manual_seed(seed)
+            theirs = step.make_params([image])
+            assert ours == theirs and torch.equal(after_ours, torch.rand(1)), (scale, seed)
+
+
+def test_a_reused_batch_buffer_is_never_one_still_in_use():
+    """Float batches are recycled only when nothing (the batch, a slice of it, a saved
+    activation) still holds them: a batch kept by the caller keeps its values."""
+    from tlbench.plugin.sources import pixel_normaliser
+
+    if presets._unshared is presets._never:
+        pytest.skip("this torch has no storage use count; batches are never reused")
+    pixels = torch.randint(0, 256, (16, 3, 24, 24), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    view = training_view("tllib", RGB, torch.Generator().manual_seed(0))
+    into = pixel_normaliser(RGB, 3)
+    kept = view.on_pixels(pixels, finish=into)
+    snapshot = kept.clone()
+    part = view.on_pixels(pixels, finish=into)[:4]  # only a slice of the second batch survives
+    held = {kept.data_ptr(), part.data_ptr()}
+    for _ in range(3):
+        fresh = view.on_pixels(pixels, finish=into)
+        assert fresh.data_ptr() not in held  # never handed out twice while held
+        del fresh
+    assert torch.equal(kept, snapshot)
+    released = kept.data_ptr()
+    del kept
+    assert view.on_pixels(pixels, finish=into).data_ptr() == released  # freed memory is reused
+
+
+def test_augmenting_leaves_the_callers_thread_count_alone():
+    pixels = torch.randint(0, 256, (32, 3, 24, 24), dtype=torch.uint8)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        training_view("domainbed", RGB, torch.Generator().manual_seed(0)).on_pixels(pixels)
+        assert torch.get_num_threads() == 2  # the pool's threads run single-threaded kernels
+    finally:
+        torch.set_num_threads(threads)

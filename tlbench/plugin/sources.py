@@ -103,27 +103,29 @@ def pixel_normaliser(preprocessing, channels: int):
 def decode_image(path: str, height: int, width: int, channels: int = 3) -> np.ndarray:
     """The one decoder of the data path: ``path`` as uint8 ``(channels, height, width)`` (RGB for 3
     channels, luminance for 1), resized with antialiased bilinear interpolation. JPEGs go through
-    ``torchvision.io.decode_jpeg`` (libjpeg-turbo; measured 1.5x Pillow's decode + resize on
+    ``torchvision.io.decode_jpeg`` (libjpeg-turbo; measured 1.2x Pillow's decode + resize on
     300x300 files, benchmarks/data_pipeline.py), anything else (or a JPEG it refuses) through
-    Pillow. An unreadable file is a one-line UserError naming it."""
-    if str(path).lower().endswith((".jpg", ".jpeg")):
-        pixels = _decode_jpeg(path, channels)
-        if pixels is not None:
-            return _resized(pixels, height, width)
-    from PIL import Image
+    Pillow. The decoded pixels stay in the decoder's interleaved layout for the resize (torch's
+    fastest uint8 kernel; 1.2x a planar copy), which gives the same values. An unreadable file
+    is a one-line UserError naming it."""
+    import torch
 
-    try:
-        with Image.open(path) as image:
-            image = image.convert("RGB" if channels == 3 else "L")
-            pixels = np.asarray(image, dtype=np.uint8)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot read image {str(path)!r} ({type(exc).__name__}: {exc})") from None
-    pixels = pixels[None] if pixels.ndim == 2 else np.ascontiguousarray(pixels.transpose(2, 0, 1))
+    pixels = _decode_jpeg(path, channels) if str(path).lower().endswith((".jpg", ".jpeg")) else None
+    if pixels is None:
+        from PIL import Image
+
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB" if channels == 3 else "L")
+                array = np.asarray(image, dtype=np.uint8)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"cannot read image {str(path)!r} ({type(exc).__name__}: {exc})") from None
+        pixels = torch.from_numpy(array.reshape(array.shape[0], array.shape[1], -1)).permute(2, 0, 1)
     return _resized(pixels, height, width)
 
 
 def _decode_jpeg(path: str, channels: int):
-    """uint8 (C, H, W) from libjpeg-turbo, or None when torchvision refuses the file."""
+    """uint8 (C, H, W) tensor from libjpeg-turbo, or None when torchvision refuses the file."""
     import warnings
 
     with warnings.catch_warnings():  # torchvision 0.29 warns on every call that its image codecs
@@ -132,19 +134,18 @@ def _decode_jpeg(path: str, channels: int):
 
         try:
             mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
-            return decode_jpeg(read_file(str(path)), mode=mode).numpy()
+            return decode_jpeg(read_file(str(path)), mode=mode)
         except (RuntimeError, ValueError, OSError):
             return None
 
 
-def _resized(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
-    if pixels.shape[1:] == (height, width):
-        return pixels
-    import torch
-    from torchvision.transforms.v2.functional import resize
+def _resized(pixels, height: int, width: int) -> np.ndarray:
+    """A uint8 (C, H, W) tensor resized to ``height`` x ``width``, as a contiguous array."""
+    if tuple(pixels.shape[1:]) != (height, width):
+        from torchvision.transforms.v2.functional import resize_image
 
-    out = resize(torch.from_numpy(np.ascontiguousarray(pixels)), [height, width], antialias=True)
-    return np.ascontiguousarray(out.numpy())
+        pixels = resize_image(pixels, [height, width], antialias=True)
+    return np.ascontiguousarray(pixels.numpy())
 
 
 def image_files_split(items, preprocessing, lazy: bool = True):
