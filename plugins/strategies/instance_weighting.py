@@ -79,6 +79,7 @@ class InstanceWeighting(FineTune):
     defaults = {"source_weight": 1.0, "clip": 10.0, "domain_l2": 0.1, "backbone_lr_scale": 1.0, "reset_head": False}
     option_ranges = {"source_weight": (0.0, 1000000.0), "clip": (1.0, 1000000.0), "domain_l2": (0.0, 1000000.0), "backbone_lr_scale": (0.0, 100.0)}
     needs_shared_labels = True  # source labels train the model's (target) head
+    needs_target_unlabeled = True  # the domain classifier reads the target training inputs
     uses_source_labels = True
 
     def setup(self, model, ctx):

@@ -93,3 +93,36 @@ def empty_like(split: Split) -> Split:
 def source_is_data(spec) -> bool:
     """Does this cell have a source dataset (rather than pretrained weights)?"""
     return not is_pretrained(spec.source)
+
+
+def target_inputs_seen(spec, data: dict):
+    """The target's training inputs as training and validators may read them; None when
+    ``train.target_inputs`` withholds them (domain generalisation)."""
+    return None if spec.train.target_inputs == "withheld" else data["target_train"].x
+
+
+def withheld_inputs(shape, device) -> torch.Tensor:
+    """A zero-row input batch: what ``ctx.target_unlabeled`` holds when the target is withheld."""
+    return torch.empty((0, *shape), device=device)
+
+
+def calibration_inputs(spec, data: dict):
+    """The inputs INT8 is calibrated on and the exported input statistics describe: the target's
+    training inputs, or, when those are withheld, the source's (what training saw)."""
+    seen = target_inputs_seen(spec, data)
+    if seen is not None:
+        return seen
+    source = data["source_train"].x
+    return source if len(source) else None
+
+
+def source_domain_sizes(data: dict) -> dict[str, int] | None:
+    """Training rows per source domain (None for a pretrained source), for result.json."""
+    names = data.get("source_domains") or ()
+    if not names:
+        return None
+    train = data["source_train"]
+    if train.domains is None:
+        return {names[0]: len(train)}
+    counts = torch.bincount(train.domains.cpu(), minlength=len(names)).tolist()
+    return dict(zip(names, counts))

@@ -15,6 +15,7 @@ import torch
 from tlbench.plugin.errors import UserError, first_line
 from tlbench.grid import RunSpec
 from tlbench.execution.results import INT8_FILE, MODEL_FILE, ONNX_FILE, RESULT_FILE, read_result
+from tlbench.execution.cell_data import calibration_inputs
 
 
 def spec_from_record(record: dict, registry=None, where: str = RESULT_FILE) -> RunSpec:
@@ -85,6 +86,6 @@ def export_run(run_dir, registry, output=None, int8: bool = True, dynamo: bool |
     # the run's own sequence; its target train inputs give the input statistics and INT8 calibration, as in the run
     reference, check, report = export_and_check(
         model, x, test.y, path, int8_path, runner.export_metadata(spec, dataset, shape), sequence=len(shape) == 2,
-        calibration=data["target_train"].x, seed=spec.seed, dynamo=use_dynamo, batch_size=batch, device="cpu", repeats=3)
+        calibration=calibration_inputs(spec, data), seed=spec.seed, dynamo=use_dynamo, batch_size=batch, device="cpu", repeats=3)
     check.pop("_session")
     return {"onnx_path": str(path), "torch_target_acc": float((reference.argmax(1) == test.y).float().mean()), **check, **report}

@@ -11,8 +11,11 @@ import torch
 from tlbench.execution import source_cache as cache
 from tlbench.execution import claims
 from tlbench.plugin.contracts import TransferContext
-from tlbench.execution.cell_data import DomainCache, empty_like, source_is_data
-from tlbench.grid.domains import dataset_name
+from tlbench.execution.cell_data import (
+    DomainCache, calibration_inputs, empty_like, source_domain_sizes, source_is_data, target_inputs_seen, withheld_inputs,
+)
+from tlbench.grid.domains import dataset_name, source_parts
+from tlbench.execution.sources import combined_fingerprint, join_sources
 from tlbench.training.decode_cache import DecodeCache
 from tlbench.training.presets import training_view
 from tlbench.training.streaming import LazyRows, stream
@@ -78,8 +81,8 @@ class Runner:
         ``data["source_classes"]`` is None then."""
         backbone = self.registry.get("backbones", spec.backbone)
         tgt_ds, tgt = self.domain(spec.target, spec.options_of_dataset(dataset_name(spec.target)))
-        src_ds, src = (self.domain(spec.source, spec.options_of_dataset(dataset_name(spec.source)))
-                       if source_is_data(spec) else (None, None))
+        sources = ([(part, *self.domain(part, spec.options_of_dataset(dataset_name(part)))) for part in source_parts(spec.source)]
+                   if source_is_data(spec) else [])
         shape = backbone_input_shape(tgt_ds.preprocessing, backbone.meta, spec.backbone_options)
 
         speed = speed or SpeedSettings(self.device)
@@ -95,20 +98,27 @@ class Runner:
 
         data = {"target_train": fit(tgt.train, tgt_ds.preprocessing, f"{spec.target} train"),
                 "target_test": fit(tgt.test, tgt_ds.preprocessing, f"{spec.target} test")}
-        if src is None:
+        if not sources:
             data["source_train"] = data["source_test"] = empty_like(data["target_train"])
-        else:
-            data["source_train"] = fit(src.train, src_ds.preprocessing, f"{spec.source} train")
-            data["source_test"] = fit(src.test, src_ds.preprocessing, f"{spec.source} test")
+        else:  # one split of every source domain's rows, each row with its domain (tlbench.execution.sources)
+            for role in ("train", "test"):
+                data[f"source_{role}"] = join_sources([fit(getattr(src, role), src_ds.preprocessing, f"{part} {role}")
+                                                      for part, src_ds, src in sources])
+        src_ds = sources[0][1] if sources else None
         data["source_classes"] = None if src_ds is None else src_ds.classes
         data["source_preprocessing"] = None if src_ds is None else src_ds.preprocessing
+        data["source_domains"] = tuple(part for part, _, _ in sources)
         return backbone, tgt_ds, shape, data
 
     def fingerprints(self, spec: RunSpec) -> dict[str, str | None]:
-        """The data fingerprints of ``spec``'s four splits (None for a pretrained source's)."""
+        """The data fingerprints of ``spec``'s four splits (None for a pretrained source's; for
+        several source domains, one digest of theirs in order)."""
         target = self._data.fingerprints(spec.target, spec.options_of_dataset(dataset_name(spec.target)))
-        source = (self._data.fingerprints(spec.source, spec.options_of_dataset(dataset_name(spec.source)))
-                  if source_is_data(spec) else {"train": None, "test": None})
+        if not source_is_data(spec):
+            source = {"train": None, "test": None}
+        else:
+            parts = [self._data.fingerprints(part, spec.options_of_dataset(dataset_name(part))) for part in source_parts(spec.source)]
+            source = parts[0] if len(parts) == 1 else {role: combined_fingerprint([p[role] for p in parts]) for role in ("train", "test")}
         return {"source_train": source["train"], "source_test": source["test"],
                 "target_train": target["train"], "target_test": target["test"]}
 
@@ -257,6 +267,7 @@ class Runner:
         model = speed.prepare_model(model.to(self.device), len(shape) + 1)
         generator = seeded_generator(spec.seed, Salt.TRANSFER)
         train = spec.train
+        target_x = target_inputs_seen(spec, data)  # None: withheld (domain generalisation)
         recipe = transfer_recipe(train, spec.loss_options)  # [train], overridden by the loss's own recipe keys
         recipe.update(spec.trial.get("train", {}))  # a search trial's sampled [train] keys, for the transfer only
         augment_gen = seeded_generator(spec.seed, Salt.AUGMENT)
@@ -264,7 +275,7 @@ class Runner:
             source_state={k: v.to(self.device) for k, v in source_state.items()},
             source_train=data["source_train"],
             target_labeled=few_shot(data["target_train"], spec.shots, generator),
-            target_unlabeled=data["target_train"].x,
+            target_unlabeled=data["target_train"].x if target_x is not None else withheld_inputs(shape, self.device),
             num_classes=num_classes,
             shots=spec.shots,
             steps=train.steps,
@@ -280,11 +291,12 @@ class Runner:
             bn_batches=train.bn_recalibration_batches,
             label_spaces_differ=differ,
             source_num_classes=len(source_classes) if source_classes is not None else None,
+            source_domains=data["source_domains"],
         )
         transferability = cell_transferability(  # the source model scored on ctx's shots; never raises
             self, spec, backbone, shape, source_state, len(source_classes or tgt_ds.classes), ctx.target_labeled)
         loss.setup(model.backbone.out_features, num_classes, ctx)
-        selector = checkpoint_selector(spec, self.registry, source_val, data["target_train"].x, data["target_test"])
+        selector = checkpoint_selector(spec, self.registry, source_val, target_x, data["target_test"])
         stats = transfer(model, strategy, loss, ctx, selector=selector)
         cache.save_state(run_dir / MODEL_FILE, model.state_dict())  # for `tlbench export RUN_DIR`
 
@@ -319,10 +331,11 @@ class Runner:
             "audit": audit_record(self.fingerprints(spec)),
             "model_selection": spec.train.model_selection,
             **(selector.as_dict() if selector is not None else {}),
-            **score_validators(self.registry, model, source_val, data["target_train"].x, target_test, batch, spec.seed),
+            "source_domains": source_domain_sizes(data),
+            **score_validators(self.registry, model, source_val, target_x, target_test, batch, spec.seed),
         }
         result.update(
-            self._latency_and_export(spec, model, tgt_ds, shape, target_test, run_dir, calibration=data["target_train"].x,
+            self._latency_and_export(spec, model, tgt_ds, shape, target_test, run_dir, calibration=calibration_inputs(spec, data),
                                      reference=target_logits)
         )
         return result

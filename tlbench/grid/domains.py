@@ -5,11 +5,16 @@
     digits:uci[5,7,9]       or class indices, ``a-b`` an inclusive index range; labels are
     imagefolder:a[cat,dog]  renumbered 0..k-1 in the order given
     pretrained              (source only) the backbone's own pretrained weights: no source data
+    digits:mnist+synthdigits:color
+                            (source only) several domains trained on as one labeled source; the
+                            set is what counts, so it is written sorted (``canonical_source``)
 
 Two domains share a label space when their datasets do (the same dataset, or datasets declaring
 the same ``label_space`` and classes) and their effective classes are the same names in the same
 order. A pair that shares it is domain adaptation (the same task elsewhere); one that does not is
-task transfer (new classes); a pretrained source is its own kind.
+task transfer (new classes); a pretrained source is its own kind. Domain generalisation is domain
+adaptation with the target's training inputs withheld (``train.target_inputs = "withheld"``) and
+no target labels: the target is seen only when the model is tested.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from tlbench.plugin.errors import UserError
 
 PRETRAINED = "pretrained"
 DOMAIN_ADAPTATION, TASK_TRANSFER, PRETRAINED_KIND = "domain-adaptation", "task-transfer", "pretrained"
+DOMAIN_GENERALISATION = "domain-generalisation"
+SOURCE_JOIN = "+"  # joins the domains of a multi-source cell
 _INDEX = re.compile(r"[0-9]+")  # a class index (fullmatch): ASCII digits only
 _PATTERN = re.compile(r"^(?P<dataset>[^:\[\]]+):(?P<domain>[^:\[\]]+)(\[(?P<subset>[^\[\]]*)\])?$")
 
@@ -56,9 +63,39 @@ def parse_domain(value, role: str = "domain") -> DomainRef:
     return DomainRef(match.group("dataset").strip(), match.group("domain").strip(), None if subset is None else subset.strip())
 
 
+def source_parts(value: str) -> list[str]:
+    """The domain strings of a source, in the order written (one for a single source)."""
+    return [part.strip() for part in value.split(SOURCE_JOIN)] if isinstance(value, str) else [value]
+
+
+def canonical_source(value) -> str:
+    """A source string with its domains sorted (``b+a`` and ``a+b`` are one cell); a part that is
+    empty, malformed, repeated or ``pretrained`` is a one-line UserError."""
+    parts = source_parts(value)
+    if len(parts) == 1:
+        return value.strip() if isinstance(value, str) else value
+    for part in parts:
+        if not part:
+            raise UserError(f"source {value!r} has an empty part; join domains like digits:mnist+synthdigits:color")
+        if is_pretrained(part):
+            raise UserError(f"source {value!r}: `pretrained` cannot be joined with domains; give it alone")
+        parse_domain(part, "source")
+    if len(set(parts)) != len(parts):
+        raise UserError(f"source {value!r} names a domain twice")
+    return SOURCE_JOIN.join(sorted(parts))
+
+
 def dataset_name(value: str) -> str | None:
-    """The dataset a source/target string uses (None for a pretrained source)."""
-    return None if is_pretrained(value) else parse_domain(value).dataset
+    """The dataset a source/target string uses (None for a pretrained source; a multi-source
+    string's first dataset: see :func:`dataset_names`)."""
+    return None if is_pretrained(value) else parse_domain(source_parts(value)[0]).dataset
+
+
+def dataset_names(value: str) -> list[str]:
+    """Every dataset a source/target string uses, once each, in order (none for pretrained)."""
+    if is_pretrained(value):
+        return []
+    return list(dict.fromkeys(parse_domain(part).dataset for part in source_parts(value)))
 
 
 def resolve_subset(ref: DomainRef, classes: tuple[str, ...], role: str = "domain") -> tuple[int, ...] | None:
@@ -90,5 +127,6 @@ def resolve_subset(ref: DomainRef, classes: tuple[str, ...], role: str = "domain
 
 
 def safe_name(value: str) -> str:
-    """A source/target string as a directory-name part: ``digits:mnist[0-4]`` -> ``digits-mnist_0-4``."""
+    """A source/target string as a directory-name part: ``digits:mnist[0-4]`` -> ``digits-mnist_0-4``
+    (``+`` between the domains of a multi-source string stays)."""
     return value.replace(":", "-").replace("/", "-").replace("[", "_").replace("]", "").replace(",", ".")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 
 from tlbench.grid.dataset_options import built_dataset
-from tlbench.grid.domains import dataset_name
+from tlbench.grid.domains import dataset_name, dataset_names
 from tlbench.plugin.errors import UserError, first_line
 from tlbench.plugin.registry import SINGULAR
 
@@ -60,7 +60,7 @@ def check_set_tables_are_used(config: dict, registry, specs) -> None:
         "backbones": {s.backbone for s in specs},
         "strategies": {s.strategy for s in specs},
         "adaptation_losses": {s.loss for s in specs},
-        "datasets": {d for s in specs for d in (dataset_name(s.source), dataset_name(s.target)) if d},
+        "datasets": {d for s in specs for d in dataset_names(s.source) + dataset_names(s.target)},
     }
     for kind, name, key in _routed_names(config, registry):
         if name in used[kind]:

@@ -24,7 +24,8 @@ import itertools
 
 from tlbench.grid.dataset_options import check_domain, label_space, resolve_dataset_options
 from tlbench.grid.domains import (
-    DOMAIN_ADAPTATION, PRETRAINED_KIND, TASK_TRANSFER, DomainRef, dataset_name, is_pretrained, parse_domain,
+    DOMAIN_ADAPTATION, DOMAIN_GENERALISATION, PRETRAINED_KIND, TASK_TRANSFER, DomainRef, canonical_source, dataset_names,
+    is_pretrained, parse_domain, source_parts,
 )
 from tlbench.grid.options import check_recipe, resolve_entry_options, resolve_train, selection_reads_source
 from tlbench.grid.spec import KNOWN_KEYS, LIST_KEYS, PLUGIN_KINDS, RunSpec
@@ -142,8 +143,9 @@ def expand(config: dict, registry: Registry) -> list[RunSpec]:
         check = entry.meta.get("check_options") if kind != "backbones" else None
         if callable(check):  # value checks beyond types (backbones are checked below, defaults included)
             check(options[(kind, name)])
-    data_names = [n for v in lists["source"] + lists["target"] if isinstance(v, str) and ":" in v
-                  and (n := v.split(":")[0].strip())]
+    lists["source"] = [canonical_source(v) for v in lists["source"]]
+    data_names = [n for v in lists["source"] + lists["target"] for part in source_parts(v) if ":" in part
+                  and (n := part.split(":")[0].strip())]
     data_names += [name for kind, name in routed if kind == "datasets"]
     data_opts = {n: resolve_dataset_options(registry, n, config, routed.get(("datasets", n))) for n in dict.fromkeys(data_names)}
     built_datasets: dict = {}
@@ -154,11 +156,10 @@ def expand(config: dict, registry: Registry) -> list[RunSpec]:
     pairs, kinds = [], {}
     for source in dict.fromkeys(lists["source"]):
         for target in dict.fromkeys(lists["target"]):
-            if source == target:
+            if target in source_parts(source):
                 continue
-            src = None if is_pretrained(source) else _split_domain(source, registry, "source", data_opts, built_datasets)
+            src_space = None if is_pretrained(source) else _source_space(source, registry, data_opts, built_datasets)
             tgt = _split_domain(target, registry, "target", data_opts, built_datasets)
-            src_space = None if src is None else label_space(registry, src, data_opts.get(src.dataset, {}), built_datasets, "source")
             tgt_space = label_space(registry, tgt, data_opts.get(tgt.dataset, {}), built_datasets, "target")
             if src_space is None:
                 kinds[(source, target)] = PRETRAINED_KIND
@@ -187,6 +188,8 @@ def expand(config: dict, registry: Registry) -> list[RunSpec]:
     for source, target in pairs:
         for strategy, loss, shot in itertools.product(dict.fromkeys(lists["strategy"]), dict.fromkeys(lists["loss"]), shots):
             _check_transfer_kind(registry, kinds[(source, target)], source, target, strategy, loss, shot)
+    if train.target_inputs == "withheld":
+        _check_withheld(registry, train, lists["strategy"], lists["loss"])
     if selection_reads_source(train, registry) and any(kind != DOMAIN_ADAPTATION for kind in kinds.values()):
         raise UserError(f"model_selection = {train.model_selection} scores the target head on source data, which needs a "
                         "shared label space and source data; use last, target-oracle or a target-only validator (entropy, "
@@ -202,13 +205,57 @@ def expand(config: dict, registry: Registry) -> list[RunSpec]:
             RunSpec(
                 backbone, source, target, strategy, loss, shot, seed,
                 opts("backbones", backbone), opts("strategies", strategy), opts("adaptation_losses", loss), train,
-                {n: data_opts[n] for n in dict.fromkeys(dataset_name(p) for p in (source, target)) if n and data_opts[n]},
-                kinds[(source, target)],
+                {n: data_opts[n] for n in dataset_names(source) + dataset_names(target) if data_opts[n]},
+                _cell_kind(kinds[(source, target)], shot, train),
             )
         )
     from tlbench.grid.dry_run import check_grid  # --set tables used; each backbone built once (dry run)
     check_grid(config, registry, specs, built_datasets)
     return specs
+
+
+def _source_space(source: str, registry: Registry, data_opts: dict, built: dict) -> tuple:
+    """The label space of a source string; its domains must share one (a multi-source cell
+    trains one head on their union)."""
+    spaces = {}
+    for part in source_parts(source):
+        ref = _split_domain(part, registry, "source", data_opts, built)
+        spaces[part] = label_space(registry, ref, data_opts.get(ref.dataset, {}), built, "source")
+    first, *rest = spaces.items()
+    for part, space in rest:
+        if space[:2] != first[1][:2]:
+            raise UserError(f"source {source!r} joins domains of different label spaces ({first[0]}: {len(first[1][1])} "
+                            f"classes of {first[1][0]}; {part}: {len(space[1])} classes of {space[0]}); the domains of "
+                            "a multi-source cell need the same classes")
+    return first[1]
+
+
+def _cell_kind(pair_kind: str, shots, train) -> str:
+    """A pair's kind for one cell: domain adaptation with the target withheld and no target
+    labels is domain generalisation."""
+    if pair_kind == DOMAIN_ADAPTATION and train.target_inputs == "withheld" and shots == 0:
+        return DOMAIN_GENERALISATION
+    return pair_kind
+
+
+def _check_withheld(registry: Registry, train, strategies: list, losses: list) -> None:
+    """Refuse, in one line, what reads the target's training inputs when they are withheld."""
+    why = "the target's training inputs, which train.target_inputs = withheld keeps from training"
+    for loss in dict.fromkeys(losses):
+        if getattr(registry.get("adaptation_losses", loss).obj, "needs_target_unlabeled", True):
+            raise UserError(f"loss {loss!r} adapts to {why}; use --loss none (or a domain-generalisation method), "
+                            "or train.target_inputs = unlabeled")
+    for strategy in dict.fromkeys(strategies):
+        if getattr(registry.get("strategies", strategy).obj, "needs_target_unlabeled", False):
+            raise UserError(f"strategy {strategy!r} reads {why}; use finetune, linear-probe, lp-ft, l2sp, partial or "
+                            "discriminative-lr")
+    name = train.model_selection
+    if name in registry.entries.get("validators", {}):
+        from tlbench.plugin.validator import TARGET
+
+        if TARGET in getattr(registry.get("validators", name).obj, "needs", ()):
+            raise UserError(f"model_selection = {name} scores {why}; use last, source-val (training-domain "
+                            "validation) or target-oracle (test-domain validation, an oracle)")
 
 
 def _check_transfer_kind(registry: Registry, kind: str, source: str, target: str, strategy: str, loss: str, shots) -> None:

@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-from tlbench.grid.domains import DOMAIN_ADAPTATION, dataset_name, safe_name
+from tlbench.grid.domains import DOMAIN_ADAPTATION, dataset_name, dataset_names, safe_name
 from tlbench.settings import TrainSettings, legacy_run_id_view, run_id_view, source_view
 
 LIST_KEYS = ("backbone", "source", "target", "strategy", "loss", "shots", "seeds")
@@ -40,8 +40,8 @@ class RunSpec:
     loss_options: dict = field(default_factory=dict, hash=False)
     train: TrainSettings = field(default_factory=TrainSettings, hash=False)
     dataset_options: dict = field(default_factory=dict, hash=False)  # dataset name -> options
-    # domain-adaptation | task-transfer | pretrained (tlbench.grid.domains); derived from source
-    # and target, so it stays out of the run id
+    # domain-adaptation | domain-generalisation | task-transfer | pretrained (tlbench.grid.domains);
+    # derived from source, target, shots and train.target_inputs, so it stays out of the run id
     kind: str = field(default=DOMAIN_ADAPTATION, hash=False)
     # A search trial (tlbench.search.trials): index, sampler, seed, sampled params; empty otherwise
     trial: dict = field(default_factory=dict, hash=False)
@@ -110,12 +110,17 @@ class RunSpec:
         return tuple(f"{safe}__{run_id}" for run_id in self.accepted_ids)
 
     def source_key(self) -> dict:
-        """What determines the source model (cached and shared across the grid)."""
+        """What determines the source model (cached and shared across the grid): for several
+        source domains, their set (the source string is canonical: sorted) and every one of
+        their datasets' options."""
+        options = self._identity_options()
+        names = dataset_names(self.source)
         return {
             "backbone": self.backbone,
             "backbone_options": self.backbone_options,
             "source": self.source,
-            "source_dataset_options": self._identity_options().get(dataset_name(self.source) or "", {}),
+            "source_dataset_options": (options.get(dataset_name(self.source) or "", {}) if len(names) <= 1
+                                       else {name: options.get(name, {}) for name in names}),
             "target_input": dataset_name(self.target),
             "seed": self.seed,
             "train": source_view(self.train),

@@ -20,16 +20,26 @@ MODALITIES = (IMAGE, SEQUENCE)
 
 @dataclass
 class Split:
-    """Inputs (already normalised float tensors) and integer labels of one split."""
+    """Inputs (already normalised float tensors) and integer labels of one split. ``domains``
+    (set by the core for a multi-source cell, None otherwise) gives each row's source domain as
+    an index into ``TransferContext.source_domains``."""
 
     x: Tensor
     y: Tensor
+    domains: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.y)
 
     def to(self, device) -> "Split":
-        return Split(self.x.to(device), self.y.to(device))
+        return Split(self.x.to(device), self.y.to(device), None if self.domains is None else self.domains.to(device))
+
+    def take(self, index: Tensor) -> "Split":
+        """The rows ``index`` (inputs, labels and domains alike); streamed and host-resident
+        inputs stay so (``subset``)."""
+        x = self.x.subset(index) if hasattr(self.x, "subset") else self.x[index.to(self.x.device)]
+        domains = None if self.domains is None else self.domains[index.to(self.domains.device)]
+        return type(self)(x, self.y[index.to(self.y.device)], domains)
 
 
 @dataclass
@@ -142,6 +152,9 @@ class TransferContext:
     # ``train.augment``'s preset (tlbench.training.presets): applied by the core to every training
     # batch it draws; None when there is none. Evaluation never sees it.
     train_view: Callable[[Tensor], Tensor] | None = None
+    # The source domains ("dataset:domain", in the order of ``source_train.domains``): one for a
+    # single source. Domain generalisation: ``target_unlabeled`` has no rows (the target is withheld).
+    source_domains: tuple[str, ...] = ()
 
 
 def _merge_hparams(cls, given: dict) -> dict:
@@ -161,6 +174,8 @@ class Strategy(nn.Module):
     defaults: ClassVar[dict] = {}
     init_from_source: ClassVar[bool] = True
     uses_source_labels: ClassVar[bool] = False
+    # Reads ``ctx.target_unlabeled`` (the target's training inputs): refused where they are withheld
+    needs_target_unlabeled: ClassVar[bool] = False
     # Set when source labels go through the model's (target) head: such a strategy is refused on
     # task-transfer pairs. A strategy learns which case a cell is in from ctx.label_spaces_differ.
     needs_shared_labels: ClassVar[bool] = False
@@ -203,6 +218,8 @@ class AdaptationBatch:
     augment: Callable[[Tensor], Tensor]
     progress: float
     source_inputs: Tensor | None = None
+    # each source row's domain (an index into TransferContext.source_domains); None: one source
+    source_domains: Tensor | None = None
 
 
 class AdaptationLoss(nn.Module):

@@ -24,10 +24,11 @@ BASELINE = "scratch"
 CONTROL = "control"  # the adaptation loop without its adaptation term (tlbench_plugins.losses.control)
 # Tables grouped by transfer kind (tlbench.grid.domains' names, spelled here so reading results
 # never imports the grid package and, through it, torch).
-KIND_ORDER = {"domain-adaptation": 0, "task-transfer": 1, "pretrained": 2}
+KIND_ORDER = {"domain-adaptation": 0, "domain-generalisation": 1, "task-transfer": 2, "pretrained": 3}
 SOURCE_ONLY = "none"  # no adaptation loss: at --shots 0 the source model as it is
 GROUP_KEYS = ("backbone", "strategy", "loss", "shots")
 ROW_KEYS = ("source", "target") + GROUP_KEYS + ("model_selection",)
+CELL_KEYS = ROW_KEYS + ("transfer_kind",)  # a pair adapted to and the same pair generalised to are two rows
 PARITY_ATOL = 1e-3
 MEAN_FIELDS = (
     "source_acc", "train_seconds", "train_samples_per_s",
@@ -101,10 +102,10 @@ def _cell(key: tuple, runs: list[dict]) -> dict:
 
 
 def _add_gain(rows: list[dict]) -> None:
-    baselines = {tuple(r[k] for k in ROW_KEYS if k != "strategy"): r for r in rows if r["strategy"] == BASELINE}
+    baselines = {tuple(r[k] for k in CELL_KEYS if k != "strategy"): r for r in rows if r["strategy"] == BASELINE}
     for row in rows:
-        key = tuple(row[k] for k in ROW_KEYS if k != "strategy")
-        base = baselines.get(key) or baselines.get(tuple("none" if k == "loss" else row[k] for k in ROW_KEYS if k != "strategy"))
+        key = tuple(row[k] for k in CELL_KEYS if k != "strategy")
+        base = baselines.get(key) or baselines.get(tuple("none" if k == "loss" else row[k] for k in CELL_KEYS if k != "strategy"))
         row["gain_vs_scratch"] = row["gain_ci_low"] = row["gain_ci_high"] = None
         if base is not None:
             row["gain_vs_scratch"] = row["target_acc"] - base["target_acc"]
@@ -121,7 +122,7 @@ def _add_loss_gain(rows: list[dict], baseline: str, prefix: str, same_recipe: bo
     """``{prefix}``: the gain over the ``baseline`` loss's row of the same cell, paired by seed,
     with its 95% interval. ``same_recipe``: only where the baseline trained with the very same
     recipe (the ``control``, so the difference is the adaptation term's alone)."""
-    key_of = lambda r: tuple(r[k] for k in ROW_KEYS if k != "loss")  # noqa: E731
+    key_of = lambda r: tuple(r[k] for k in CELL_KEYS if k != "loss")  # noqa: E731
     baselines = {key_of(r): r for r in rows if r["loss"] == baseline}
     for row in rows:
         row[prefix] = row[f"{prefix}_ci_low"] = row[f"{prefix}_ci_high"] = None
@@ -138,7 +139,7 @@ def _add_loss_gain(rows: list[dict], baseline: str, prefix: str, same_recipe: bo
 def _add_ranks(rows: list[dict]) -> None:
     groups = defaultdict(list)
     for row in rows:
-        groups[(row["source"], row["target"], row["shots"], row["model_selection"])].append(row)
+        groups[(row["source"], row["target"], row["transfer_kind"], row["shots"], row["model_selection"])].append(row)
     for group in groups.values():
         best = max(group, key=lambda r: r["target_acc"])
         best_summary = summarize(best["_accs"].values())
@@ -154,7 +155,7 @@ def aggregate(results: list[dict]) -> list[dict]:
     cells = defaultdict(list)
     for r in main_table_runs(results):  # search trials: only each seed's trial picked by --select
         if r.get("status") == "ok" and r.get("target_acc") is not None:
-            cells[(r["source"], r["target"]) + tuple(r[k] for k in GROUP_KEYS) + (model_selection(r),)].append(r)
+            cells[(r["source"], r["target"]) + tuple(r[k] for k in GROUP_KEYS) + (model_selection(r), r.get("transfer_kind"))].append(r)
     rows = [_cell(key, runs) for key, runs in cells.items()]
     _add_gain(rows)
     _add_loss_gain(rows, CONTROL, "gain_vs_control", same_recipe=True)

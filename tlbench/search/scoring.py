@@ -37,8 +37,9 @@ def features_and_logits(model, x, batch_size: int) -> tuple[torch.Tensor, torch.
 
 def validation_inputs(model, needs, source_val, target_x, target_test, batch_size: int, seed: int) -> ValidationInputs | None:
     """What a validator with ``needs`` sees of ``model``; None when an input it needs is missing
-    (no held-out source slice, say)."""
-    if (SOURCE in needs and (source_val is None or len(source_val) == 0)) or (TARGET_TEST in needs and target_test is None):
+    (no held-out source slice, say, or ``target_x`` None: the target's inputs are withheld)."""
+    if ((SOURCE in needs and (source_val is None or len(source_val) == 0)) or (TARGET_TEST in needs and target_test is None)
+            or (TARGET in needs and target_x is None)):
         return None
     modes = {m: m.training for m in model.modules()}
     model.eval()
@@ -99,6 +100,8 @@ def score_validators(registry, model, source_val, target_x, target_test, batch_s
         if key not in cache:
             cache[key] = validation_inputs(model, needs, source_val, target_x, target_test, batch_size, seed)
         if cache[key] is None:
+            if TARGET in needs and target_x is None:
+                raise NotApplicable("needs the target's training inputs, which this cell withholds (domain generalisation)")
             raise NotApplicable("needs held-out source data of the target's classes")
         cache[key].generator = _generator(seed)  # each validator starts from the same random state
         return validator.score(cache[key])

@@ -16,6 +16,7 @@ from tlbench.settings.fields import Validated, build, field_specs, setting
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step", "inverse")
 AUGMENT_PRESETS = ("none", "tllib", "domainbed")  # tlbench/training/presets.py
+TARGET_INPUTS = ("unlabeled", "withheld")  # withheld: domain generalisation (tlbench.grid.domains)
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class TrainSettings(Validated):
                            "scale 0.08-1, flip); domainbed (random-resized-crop scale 0.7-1, flip, colour jitter 0.3, "
                            "grayscale p 0.1). Training batches only; evaluation sees the plain resized image.",
                            choices=AUGMENT_PRESETS, source_model=True)
+    target_inputs: str = setting("unlabeled", "What training sees of the target domain besides its labeled shots: "
+                                 "unlabeled (its training inputs, as domain adaptation does) or withheld (nothing: "
+                                 "domain generalisation; with --shots 0 the target is seen only at test time).",
+                                 choices=TARGET_INPUTS)
     # -- optimizer recipe (tlbench/training/optim.py); an adaptation loss may override these in its options
     optimizer: str = setting("adam", "Optimizer of source training and transfer.", choices=OPTIMIZERS, source_model=True, group="recipe")
     lr: float = setting(0.001, "Base learning rate; every parameter group scales it by its declared factor.",

@@ -306,6 +306,7 @@ def transfer(model: TransferModel, strategy: Strategy, loss: AdaptationLoss, ctx
                     ctx.augment,
                     progress,
                     ctx.source_train.x[index["source"]],
+                    None if ctx.source_train.domains is None else ctx.source_train.domains[index["source"]],
                 )
                 value = loss(batch)
                 if value is not None:  # None: no adaptation term (the `control` loss)

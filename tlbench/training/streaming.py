@@ -90,10 +90,18 @@ class StreamedInputs:
 
     def _read(self, index, view=None) -> torch.Tensor:
         """Rows ``index``: uint8 from the reader, (the view,) normalised, fitted to the input shape, placed."""
+        return self.finish(self.pixels(index), view)
+
+    def pixels(self, index) -> torch.Tensor:
+        """The uint8 rows ``index`` as stored (before any view or normalisation)."""
+        rows = _select(self.rows, index).reshape(-1)
+        return torch.from_numpy(self.reader(rows.numpy()))
+
+    def finish(self, pixels: torch.Tensor, view=None) -> torch.Tensor:
+        """uint8 ``pixels`` of this input as model inputs: through ``view`` when given, then
+        normalised, fitted to the input shape and placed on the device."""
         from tlbench.training.data import adapt_inputs
 
-        rows = _select(self.rows, index).reshape(-1)
-        pixels = torch.from_numpy(self.reader(rows.numpy()))
         if view is None:
             x = normalise_pixels(pixels, self.preprocessing)
         elif tuple(pixels.shape[1:]) == self.input_shape:  # each view normalised where it is made
