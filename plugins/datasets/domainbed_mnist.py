@@ -43,8 +43,9 @@ def _dealt(environments: int, index: int) -> tuple[torch.Tensor, np.ndarray]:
     return images[torch.from_numpy(order)], digits[order]
 
 
-def _split(x: torch.Tensor, y: np.ndarray) -> DomainData:
-    train_idx, test_idx = stratified_split(y, TEST_FRACTION, SPLIT_SEED)
+def _split(x: torch.Tensor, y: np.ndarray, digits: np.ndarray) -> DomainData:
+    """The fixed train/test split of one environment, stratified by digit (as `digits` splits)."""
+    train_idx, test_idx = stratified_split(digits, TEST_FRACTION, SPLIT_SEED)
     labels = torch.from_numpy(y)
     return DomainData(Split(x[train_idx], labels[train_idx]), Split(x[test_idx], labels[test_idx]))
 
@@ -56,7 +57,7 @@ def rotated(angle: int) -> DomainData:
 
     images, digits = _dealt(len(ANGLES), ANGLES.index(angle))
     turned = rotate(images, float(angle), interpolation=InterpolationMode.BILINEAR, fill=0.0)
-    return _split((turned - MEAN) / STD, digits)
+    return _split((turned - MEAN) / STD, digits, digits)
 
 
 @lru_cache(maxsize=None)
@@ -69,7 +70,7 @@ def coloured(name: str) -> DomainData:
     colours = labels ^ (rng.random(len(digits)) < COLOUR_FLIP[name])
     two = images.repeat(1, 2, 1, 1)
     two[torch.arange(len(two)), torch.from_numpy(1 - colours)] = 0.0  # the digit only in its colour's channel
-    return _split((two - MEAN) / STD, labels.astype(np.int64))
+    return _split((two - MEAN) / STD, labels.astype(np.int64), digits)
 
 
 class RotatedMNIST(Dataset):

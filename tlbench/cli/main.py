@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("seeds", "0,1"),
     ):
         run.add_argument(f"--{flag}", metavar="A,B", help=f"comma-separated, e.g. {example}")
+    run.add_argument("--leave-one-out", metavar="DATASET", help="every domain of DATASET as the target once, trained on "
+                     "all its other domains (DomainBed's sweep; domain generalisation unless --shots asks for target labels)")
     run.add_argument("--results-dir", metavar="DIR", help="where run directories go (default results/runs)")
     run.add_argument("--device", metavar="DEV", help="auto (default), cpu, cuda, cuda:N")
     run.add_argument("--data-root", metavar="DIR", help="where datasets read from disk live (passed as their data_root option)")
@@ -106,6 +108,8 @@ def _flag_config(args) -> dict:
         refuse_empty(args, key)
     if args.results_dir is not None:
         config["results_dir"] = args.results_dir
+    if args.leave_one_out is not None:
+        config["leave_one_out"] = args.leave_one_out
     if args.device is not None:
         config["device"] = args.device
     for key in ("executor", "workers", "devices", "ray_address", "threads"):

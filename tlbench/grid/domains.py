@@ -28,6 +28,7 @@ PRETRAINED = "pretrained"
 DOMAIN_ADAPTATION, TASK_TRANSFER, PRETRAINED_KIND = "domain-adaptation", "task-transfer", "pretrained"
 DOMAIN_GENERALISATION = "domain-generalisation"
 SOURCE_JOIN = "+"  # joins the domains of a multi-source cell
+_JOIN = re.compile(r"\+\s*(?=[^:+\[\]]*:)|\+\s*$")  # a "+" before the next DATASET: (or at the end)
 _INDEX = re.compile(r"[0-9]+")  # a class index (fullmatch): ASCII digits only
 _PATTERN = re.compile(r"^(?P<dataset>[^:\[\]]+):(?P<domain>[^:\[\]]+)(\[(?P<subset>[^\[\]]*)\])?$")
 
@@ -64,8 +65,12 @@ def parse_domain(value, role: str = "domain") -> DomainRef:
 
 
 def source_parts(value: str) -> list[str]:
-    """The domain strings of a source, in the order written (one for a single source)."""
-    return [part.strip() for part in value.split(SOURCE_JOIN)] if isinstance(value, str) else [value]
+    """The domain strings of a source, in the order written (one for a single source). A ``+``
+    joins two domains only where a ``DATASET:`` follows it, so domain names may hold one
+    (``coloredmnist:+90%+coloredmnist:-90%`` is two domains)."""
+    if not isinstance(value, str):
+        return [value]
+    return [part.strip() for part in _JOIN.split(value)]
 
 
 def canonical_source(value) -> str:

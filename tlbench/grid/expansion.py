@@ -27,6 +27,7 @@ from tlbench.grid.domains import (
     DOMAIN_ADAPTATION, DOMAIN_GENERALISATION, PRETRAINED_KIND, TASK_TRANSFER, DomainRef, canonical_source, dataset_names,
     is_pretrained, parse_domain, source_parts,
 )
+from tlbench.grid.leave_one_out import apply_leave_one_out
 from tlbench.grid.options import check_recipe, resolve_entry_options, resolve_train, selection_reads_source
 from tlbench.grid.spec import KNOWN_KEYS, LIST_KEYS, PLUGIN_KINDS, RunSpec
 from tlbench.plugin.errors import UserError, unknown
@@ -121,6 +122,7 @@ def expand(config: dict, registry: Registry) -> list[RunSpec]:
     unknown_keys = [k for k in config if k not in KNOWN_KEYS]
     if unknown_keys:
         raise unknown("grid key", unknown_keys[0], KNOWN_KEYS)
+    config = apply_leave_one_out(config, registry)  # leave_one_out = "DATASET": every all-others -> one cell
     lists = {key: _as_list(config, key) for key in LIST_KEYS}
     for key in ("backbone", "strategy", "loss", "source", "target"):
         for value in lists[key]:

@@ -12,7 +12,7 @@ from tlbench.settings import TrainSettings, legacy_run_id_view, run_id_view, sou
 LIST_KEYS = ("backbone", "source", "target", "strategy", "loss", "shots", "seeds")
 # where grid tasks run: validated into tlbench.execution.contract.ExecutorSettings (its fields)
 EXECUTOR_KEYS = ("executor", "workers", "devices", "ray_address", "threads")
-SCALAR_KEYS = ("results_dir", "device", "data_root", "download") + EXECUTOR_KEYS
+SCALAR_KEYS = ("results_dir", "device", "data_root", "download", "leave_one_out") + EXECUTOR_KEYS
 TABLE_KEYS = ("train", "set", "search")  # [search]: tlbench.search.trials
 KNOWN_KEYS = LIST_KEYS + SCALAR_KEYS + TABLE_KEYS
 PLUGIN_KINDS = {"backbone": "backbones", "strategy": "strategies", "loss": "adaptation_losses", "dataset": "datasets"}

@@ -75,6 +75,9 @@ def _markdown(rows: list[dict], keys: list[str], failed: list[dict], section: li
 FORMATS = ("csv", "md", "json", "html")
 
 
+from tlbench.report.heldout import heldout_markdown  # noqa: E402
+
+
 def export(results: list[dict], fmt: str, columns: str | None = None, plots: dict | None = None) -> str:
     """The aggregated leaderboard as ``csv``, ``md``, ``json`` or ``html`` text.
 
@@ -100,6 +103,9 @@ def export(results: list[dict], fmt: str, columns: str | None = None, plots: dic
         robust = robust_markdown(robust_summary(results))  # IQM and P(improve) over several pairs
         if robust:
             sections += ["", *robust]
+        heldout = heldout_markdown(rows)  # leave-one-domain-out cells in DomainBed's table shape
+        if heldout:
+            sections += ["", *heldout]
         if selection:
             sections += ["", "## Model selection over search trials", "", *selection.rstrip("\n").split("\n")]
         return _markdown(rows, keys, failures(results), sections)

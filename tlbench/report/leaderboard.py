@@ -372,6 +372,9 @@ def render(results: list[dict], console=None, columns: str | None = None, select
     from tlbench.report.robust import render_robust, robust_summary
 
     render_robust(robust_summary(results), console)  # IQM and P(improve) when methods share several pairs
+    from tlbench.report.heldout import render_heldout
+
+    render_heldout(rows, console)  # leave-one-domain-out cells in DomainBed's table shape
     render_selection(results, console)  # search trials: every validator's pick, the oracle's, regret, Kendall tau
     failed = failures(results)
     if failed:
