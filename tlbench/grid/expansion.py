@@ -192,6 +192,8 @@ def expand(config: dict, registry: Registry) -> list[RunSpec]:
             _check_transfer_kind(registry, kinds[(source, target)], source, target, strategy, loss, shot)
     if train.target_inputs == "withheld":
         _check_withheld(registry, train, lists["strategy"], lists["loss"])
+    for loss in dict.fromkeys(lists["loss"]):
+        _check_source_domains(registry, loss, [source for source, _ in pairs])
     if selection_reads_source(train, registry) and any(kind != DOMAIN_ADAPTATION for kind in kinds.values()):
         raise UserError(f"model_selection = {train.model_selection} scores the target head on source data, which needs a "
                         "shared label space and source data; use last, target-oracle or a target-only validator (entropy, "
@@ -258,6 +260,19 @@ def _check_withheld(registry: Registry, train, strategies: list, losses: list) -
         if TARGET in getattr(registry.get("validators", name).obj, "needs", ()):
             raise UserError(f"model_selection = {name} scores {why}; use last, source-val (training-domain "
                             "validation) or target-oracle (test-domain validation, an oracle)")
+
+
+def _check_source_domains(registry: Registry, loss: str, sources: list[str]) -> None:
+    """A domain-generalisation loss needs labeled source domains, as many as it declares."""
+    cls = registry.get("adaptation_losses", loss).obj
+    if not getattr(cls, "domain_generalisation", False):
+        return
+    need = int(getattr(cls, "min_source_domains", 1))
+    for source in dict.fromkeys(sources):
+        have = 0 if is_pretrained(source) else len(source_parts(source))
+        if have < need:
+            raise UserError(f"loss {loss!r} compares source domains and needs at least {need}; source {source!r} has "
+                            f"{have}: join domains with + (--source a+b) or use --leave-one-out DATASET")
 
 
 def _check_transfer_kind(registry: Registry, kind: str, source: str, target: str, strategy: str, loss: str, shots) -> None:

@@ -220,6 +220,8 @@ class AdaptationBatch:
     source_inputs: Tensor | None = None
     # each source row's domain (an index into TransferContext.source_domains); None: one source
     source_domains: Tensor | None = None
+    # the source rows' labels (given to domain-generalisation losses, which weigh risks per domain)
+    source_labels: Tensor | None = None
 
 
 class AdaptationLoss(nn.Module):
@@ -250,6 +252,13 @@ class AdaptationLoss(nn.Module):
 
     defaults: ClassVar[dict] = {"weight": 1.0}
     needs_target_unlabeled: ClassVar[bool] = True
+    # Domain generalisation: an objective over several labeled source domains that never reads the
+    # target. Each step then draws ``batch_size`` rows from every source domain, and the batch
+    # carries ``source_domains`` and ``source_labels``; ``uses_source_labels = False`` makes the
+    # loss's value the whole supervised objective (Group DRO, Mixup), recorded as the ``source``
+    # term. ``min_source_domains``: fewer source domains than this is refused at validation.
+    domain_generalisation: ClassVar[bool] = False
+    min_source_domains: ClassVar[int] = 1
     uses_source_labels: ClassVar[bool] = True
     gradient_steps: ClassVar[bool] = True
     bn_statistics: ClassVar[str] = "training"

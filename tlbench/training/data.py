@@ -65,6 +65,22 @@ def few_shot(split: Split, shots, generator: torch.Generator) -> Split | None:
     return Split(split.x[index], split.y[index])
 
 
+class DomainSampler:
+    """``batch_size`` random rows from every domain per batch (DomainBed's sampling), each
+    domain reshuffled after each of its passes; rows grouped by domain, in domain order."""
+
+    def __init__(self, domains: torch.Tensor, batch_size: int, generator: torch.Generator):
+        domains = domains.cpu()
+        self.rows = [torch.nonzero(domains == d).flatten() for d in torch.unique(domains).tolist()]
+        self.samplers = [Sampler(len(rows), batch_size, generator) for rows in self.rows]
+
+    def __len__(self) -> int:
+        return sum(len(rows) for rows in self.rows)
+
+    def next_index(self) -> torch.Tensor:
+        return torch.cat([rows[sampler.next_index()] for rows, sampler in zip(self.rows, self.samplers)])
+
+
 class Sampler:
     """Random mini-batches (with replacement across epochs) from tensors already on the device."""
 

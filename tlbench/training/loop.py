@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tlbench.plugin.contracts import AdaptationBatch, AdaptationLoss, Phase, Split, Strategy, TransferContext
-from tlbench.training.data import Sampler
+from tlbench.training.data import DomainSampler, Sampler
 from tlbench.training.speed import HostTensor, loader_batches
 from tlbench.training.batchnorm import batchnorm_layers, recalibrate
 from tlbench.training.inference import map_batches
@@ -253,12 +253,15 @@ def transfer(model: TransferModel, strategy: Strategy, loss: AdaptationLoss, ctx
     if not loss.gradient_steps:
         phases = [Phase(p.name, p.param_groups, 0) for p in phases]
     adapt = loss.needs_target_unlabeled
+    generalise = getattr(loss, "domain_generalisation", False)  # source domains only (see AdaptationLoss)
     labeled = ctx.target_labeled
-    use_source = strategy.uses_source_labels or adapt
+    use_source = strategy.uses_source_labels or adapt or generalise
     gen = ctx.generator
+    domains = ctx.source_train.domains
     samplers = {
         "target": Sampler(len(labeled), ctx.batch_size, gen) if labeled is not None else None,
-        "source": Sampler(len(ctx.source_train), ctx.batch_size, gen) if use_source else None,
+        "source": ((DomainSampler(domains, ctx.batch_size, gen) if generalise and domains is not None
+                    else Sampler(len(ctx.source_train), ctx.batch_size, gen)) if use_source else None),
         "unlabeled": Sampler(len(ctx.target_unlabeled), ctx.batch_size, gen) if adapt else None,
     }
 
@@ -292,8 +295,11 @@ def transfer(model: TransferModel, strategy: Strategy, loss: AdaptationLoss, ctx
                 source_features = chunks.pop(0)
                 if strategy.uses_source_labels:
                     terms["source"] = strategy.source_loss(model, source_features, ctx.source_train.y[s_idx], s_idx)
-                elif adapt and loss.uses_source_labels:
+                elif (adapt or generalise) and loss.uses_source_labels:
                     terms["source_ce"] = F.cross_entropy(model.head(source_features), ctx.source_train.y[s_idx])
+                if generalise:
+                    source_inputs = parts[1 if "target" in index else 0]
+                    terms.update(_generalisation_terms(loss, model, ctx, source_features, source_inputs, s_idx, progress))
             if adapt:
                 target_features = chunks.pop(0)
                 batch = AdaptationBatch(
@@ -339,6 +345,21 @@ def transfer(model: TransferModel, strategy: Strategy, loss: AdaptationLoss, ctx
     elif mix and any(p["steps"] for p in stats.phases):
         stats.bn_inputs = mix  # (untrained: the source model's statistics, the default)
     return stats
+
+
+def _generalisation_terms(loss, model, ctx, features, inputs, index, progress) -> dict:
+    """A domain-generalisation loss's term for one step's source batch: ``adaptation`` (a
+    penalty, weighted) or, for a loss without ``uses_source_labels``, ``source`` (the objective)."""
+    domains = ctx.source_train.domains
+    empty = features[:0]
+    batch = AdaptationBatch(features, model.head(features), empty, model.head(empty), inputs[:0], model, ctx.augment,
+                            progress, inputs,
+                            torch.zeros(len(index), dtype=torch.long, device=features.device) if domains is None else domains[index],
+                            ctx.source_train.y[index])
+    value = loss(batch)
+    if value is None:  # erm: the loop alone
+        return {}
+    return {"adaptation" if loss.uses_source_labels else "source": loss.weight * value}
 
 
 @torch.inference_mode()
