@@ -145,3 +145,27 @@ def test_algorithms_that_compare_domains_refuse_a_single_source(registry):
     with pytest.raises(UserError, match="irm.*at least 2.*digits:mnist.*has 1"):
         expand({**base, "source": ["digits:mnist"], "loss": ["irm"]}, registry)
     assert expand({**base, "source": ["digits:mnist"], "loss": ["erm"]}, registry)  # erm needs one
+
+
+def test_the_oracle_beside_an_honest_rule_changes_nothing_it_reports(tmp_path):
+    """train.selection_oracle scores the same checkpoints with target test accuracy and records
+    the oracle's pick; the reported model (checkpoint, accuracy, predictions) stays the same."""
+    common = ["--plugins-dir", PLUGINS, "run", "--backbone", "smallcnn", "--source", "three:a+three:b", "--target", "three:c",
+              "--strategy", "scratch", "--loss", "erm", "--shots", "0", "--seeds", "0", "--threads", "1",
+              "--set", "train.target_inputs=withheld", *FAST_TRAIN, "--set", "train.steps=12",
+              "--set", "train.model_selection=source-val", "--set", "train.selection_every=3"]
+    records = {}
+    for flag in ("false", "true"):
+        got = run_cli(*common, "--set", f"train.selection_oracle={flag}", "--results-dir", tmp_path / flag)
+        assert got.returncode == 0, got.stdout + got.stderr
+        (records[flag],) = read_results(tmp_path / flag)
+    plain, beside = records["false"], records["true"]
+    assert "oracle_selection" not in plain
+    assert beside["run_id"] == plain["run_id"]  # a reporting switch: the same cell
+    for key in ("selected_step", "selection_score", "target_acc"):
+        assert beside[key] == plain[key], key
+    oracle = beside["oracle_selection"]
+    steps = [s for s, _ in oracle["checkpoints"]]
+    assert steps == [3, 6, 9, 12] and oracle["step"] in steps
+    assert oracle["target_acc"] == max(v for _, v in oracle["checkpoints"]) >= oracle["at_selected_step"]
+    assert all(0.0 <= v <= 1.0 and abs(v * 30 - round(v * 30)) < 1e-4 for _, v in oracle["checkpoints"])  # accuracies on 30 test rows

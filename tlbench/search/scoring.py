@@ -17,6 +17,8 @@ from tlbench.training.selection import make_selector
 from tlbench.utils.seeds import Salt, seeded_generator
 from tlbench.settings.train import LAST_STEP
 
+ORACLE = "target-oracle"  # the validator that reads target test labels (plugins/validators/prediction.py)
+
 
 def _generator(seed: int) -> torch.Generator:
     return seeded_generator(seed, Salt.VALIDATORS)
@@ -84,7 +86,11 @@ def checkpoint_selector(spec, registry, source_val, target_x, target_test):
         return None
     entry = registry.get("validators", name)
     score = score_function(entry, source_val, target_x, target_test, spec.train.eval_batch_size, spec.seed)
-    return make_selector(spec.train, score, bool(getattr(entry.obj, "higher_is_better", True)))
+    oracle = None
+    if spec.train.selection_oracle and not getattr(entry.obj, "reads_target_test_labels", False):
+        oracle = score_function(registry.get("validators", ORACLE), source_val, target_x, target_test,
+                                spec.train.eval_batch_size, spec.seed)
+    return make_selector(spec.train, score, bool(getattr(entry.obj, "higher_is_better", True)), oracle)
 
 
 def score_validators(registry, model, source_val, target_x, target_test, batch_size: int, seed: int) -> dict:

@@ -58,6 +58,11 @@ class TrainSettings(Validated):
     # -- checkpoint selection (tlbench/training/selection.py)
     model_selection: str = setting("last", "Which checkpoint is reported: `last`, or the validator that picks it "
                                    "(source-val, entropy, im, snd, dev, target-oracle, ...).")
+    selection_oracle: bool = setting(False, "Also score every checkpoint a validator scores with the target-oracle "
+                                     "(target test accuracy), for reporting only: result.json's `oracle_selection` "
+                                     "says which checkpoint the oracle would have picked and its accuracy (DomainBed's "
+                                     "test-domain validation beside the honest rule); the reported model is unchanged.",
+                                     changes_results=False)
     selection_every: int = setting(25, "Steps between checkpoint scores when model_selection is a validator.",
                                    low=1, high=10_000_000)
     bn_recalibration_batches: int = setting(

@@ -46,9 +46,11 @@ class Selector:
     state, and restores it at the end. Time spent scoring is kept apart (``seconds``) so the
     run's training speed is not charged for it."""
 
-    def __init__(self, score, every: int, name: str, higher_is_better: bool = True):
+    def __init__(self, score, every: int, name: str, higher_is_better: bool = True, oracle=None):
         self.score, self.every, self.name = score, max(1, int(every)), name
         self.higher_is_better = higher_is_better
+        self.oracle = oracle  # scored at the same checkpoints, only recorded (train.selection_oracle)
+        self.oracle_scores: list[tuple[int, float]] = []
         self.best_score: float | None = None
         self.best_step: int | None = None
         self.best_state: dict | None = None
@@ -60,6 +62,8 @@ class Selector:
         start = time.perf_counter()
         modes = {m: m.training for m in model.modules()}
         value = float(self.score(model))
+        if self.oracle is not None:
+            self.oracle_scores.append((step, float(self.oracle(model))))
         for module, training in modes.items():
             module.train(training)
         self.evaluations += 1
@@ -84,17 +88,24 @@ class Selector:
             self.seconds += time.perf_counter() - start
 
     def as_dict(self) -> dict:
-        """What is recorded in result.json."""
-        return {
+        """What is recorded in result.json (with ``oracle_selection`` when an oracle scored the
+        checkpoints too: its pick, its accuracy there, and its score at the selected step)."""
+        out = {
             "model_selection": self.name,
             "selected_step": self.best_step,
             "selection_score": self.best_score,
             "selection_evaluations": self.evaluations,
             "selection_seconds": round(self.seconds, 4),
         }
+        if self.oracle_scores:
+            step, best = max(self.oracle_scores, key=lambda point: point[1])  # the earliest of equal bests
+            out["oracle_selection"] = {"step": step, "target_acc": best,
+                                       "at_selected_step": dict(self.oracle_scores).get(self.best_step),
+                                       "checkpoints": [[s, round(v, 6)] for s, v in self.oracle_scores]}
+        return out
 
 
-def make_selector(train, score=None, higher_is_better: bool = True) -> Selector | None:
+def make_selector(train, score=None, higher_is_better: bool = True, oracle=None) -> Selector | None:
     """The selector a run's ``[train]`` settings ask for (None for the last step): ``score(model)``
     is the score of the validator that ``model_selection`` names, larger or smaller is better."""
     name = train.model_selection
@@ -102,4 +113,4 @@ def make_selector(train, score=None, higher_is_better: bool = True) -> Selector 
         return None
     if score is None:
         raise ValueError(f"model_selection {name!r} needs its validator's score function")
-    return Selector(score, train.selection_every, name, higher_is_better)
+    return Selector(score, train.selection_every, name, higher_is_better, oracle)
