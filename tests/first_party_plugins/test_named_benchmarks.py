@@ -195,3 +195,18 @@ def test_each_protocol_grid_validates_against_a_fake_tree(grid, name, cells, tmp
     assert not list((tmp_path / "runs").glob("*/result.json"))
     broken = run_cli("run", "--grid", PROTOCOLS / grid, "--data-root", tmp_path / "nowhere", "--dry-run")
     assert broken.returncode == 2 and f"{name} data_root" in broken.stderr and "is not a folder" in broken.stderr
+
+
+@pytest.mark.parametrize("name, published, held_out", [("pacs", "85.5", 4), ("vlcs", "77.5", 4),
+                                                       ("officehome", "66.5", 4), ("domainnet", "40.9", 6)])
+def test_each_domainbed_protocol_validates_as_a_leave_one_out_search(name, published, held_out, tmp_path):
+    grid = PROTOCOLS / f"{name}_domainbed.toml"
+    assert f"ERM {published}" in grid.read_text()  # the number it should reproduce is named in the file
+    root = write_tree(name, tmp_path / name, per_class=2)
+    done = run_cli("run", "--grid", grid, "--data-root", root, "--results-dir", tmp_path / "runs",
+                   "--set", "resnet50.weights=", "--dry-run")
+    assert done.returncode == 0, done.stdout + done.stderr
+    text = " ".join(done.stdout.split())
+    cells = held_out * 5 * 3  # held-out domains x algorithms x seeds
+    assert f"dry run: {cells} runs in grid" in text and f"{cells * 20} trial cells when it runs" in text
+    assert f"->{name}:" in text and not list((tmp_path / "runs").glob("*/result.json"))

@@ -171,6 +171,13 @@ def cmd_run(args, registry) -> int:
         from tlbench.cli.plan import describe_plan
 
         console.print(describe_plan(specs, registry, results_dir, device), markup=False)
+        from tlbench.search.trials import search_settings, total_trials
+
+        search = search_settings(config, registry)  # its spaces are checked here too
+        if search is not None:
+            console.print(f"search: {search.settings.trials} trials of each grid cell ({search.settings.sampler} sampler, "
+                          f"seed {search.settings.seed}): {total_trials(config, registry, specs)} trial cells when it runs",
+                          markup=False)
         return 0
     plugins_dirs = list(args.plugins_dir) + list(args.run_plugins_dir or [])
     from tlbench.report.leaderboard import render
