@@ -131,9 +131,8 @@ class GroupDRO(DomainLoss):
         self.register_buffer("q", torch.full((n,), 1.0 / n), persistent=False)
 
     def forward(self, batch):
-        ids = torch.unique(batch.source_domains).tolist()
-        risks = torch.stack([F.cross_entropy(batch.source_logits[batch.source_domains == d],
-                                             batch.source_labels[batch.source_domains == d]) for d in ids])
+        ids = torch.unique(batch.source_domains).tolist()  # the order of self.groups(batch)
+        risks = torch.stack([F.cross_entropy(batch.source_logits[r], batch.source_labels[r]) for r in self.groups(batch)])
         q = self.q.to(risks.device)
         q[ids] = q[ids] * torch.exp(float(self.hparams["eta"]) * risks.detach())
         self.q = q / q.sum()
@@ -180,24 +179,25 @@ def mean_and_covariance_gap(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (x.mean(0) - y.mean(0)).pow(2).mean() + (cov(x) - cov(y)).pow(2).mean()
 
 
-class CORALDomains(DomainLoss):
+class _PairwiseGap(DomainLoss):
+    """The mean of ``gap(features of domain a, features of domain b)`` over every pair of domains."""
+
     defaults = {"weight": 1.0, **DG_RECIPE}
     option_ranges = {"weight": (0.0, 1e9)}
     search_space = {**_log_space("weight", 1e-1, 1e1), **DG_RECIPE_SPACE}
+    gap = None  # set by each subclass
 
     def forward(self, batch):
         f = batch.source_features
-        return torch.stack([mean_and_covariance_gap(f[i], f[j]) for i, j in _pairs(self.groups(batch))]).mean()
+        return torch.stack([type(self).gap(f[i], f[j]) for i, j in _pairs(self.groups(batch))]).mean()
 
 
-class MMDDomains(DomainLoss):
-    defaults = {"weight": 1.0, **DG_RECIPE}
-    option_ranges = {"weight": (0.0, 1e9)}
-    search_space = {**_log_space("weight", 1e-1, 1e1), **DG_RECIPE_SPACE}
+class CORALDomains(_PairwiseGap):
+    gap = staticmethod(mean_and_covariance_gap)
 
-    def forward(self, batch):
-        f = batch.source_features
-        return torch.stack([mk_mmd(f[i], f[j]) for i, j in _pairs(self.groups(batch))]).mean()
+
+class MMDDomains(_PairwiseGap):
+    gap = staticmethod(mk_mmd)
 
 
 class DANNDomains(DomainLoss):

@@ -30,15 +30,7 @@ def holdout(split, generator: torch.Generator, fraction: float = SOURCE_VAL_FRAC
     order = torch.randperm(n, generator=generator)
     val_idx, train_idx = order[:size].sort().values, order[size:].sort().values
 
-    if hasattr(split, "take"):  # host-resident or streamed inputs stay so; domains follow their rows
-        return split.take(train_idx), split.take(val_idx)
-
-    def take(index):  # a split type of a third party's
-        x = split.x
-        rows = x.subset(index) if hasattr(x, "subset") else x[index.to(x.device)]
-        return type(split)(rows, split.y[index.to(split.y.device)])
-
-    return take(train_idx), take(val_idx)
+    return split.take(train_idx), split.take(val_idx)  # host or streamed inputs stay so; domains follow their rows
 
 
 class Selector:
